@@ -1,0 +1,138 @@
+"""Configuration of the AGQG image-quality scorer (CLIP backbone + graded-response head).
+
+This file is Hub remote code: it imports only the standard library, torch, transformers
+and its sibling files, and it never touches the network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import CLIPConfig, PretrainedConfig
+
+DEFAULT_GRADE_NAMES = ("bad", "poor", "fair", "good", "perfect")
+DEFAULT_PROMPT_TEMPLATES = ("a photo with {grade} quality.",)
+DEFAULT_ALIGNMENT_GRADE_NAMES = ("badly", "poorly", "fairly", "well", "perfectly")
+DEFAULT_ALIGNMENT_TEMPLATE = "a photo that {grade} matches '{prompt}'"
+
+GRADINGS = ("agqg", "softmax")
+LOSS_TYPES = ("l1", "mse")
+ABILITY_SOURCES = ("similarities", "embedding", "both")
+
+
+class AGQGConfig(PretrainedConfig):
+    r"""Configuration of [`AGQGForImageQualityAssessment`].
+
+    Args:
+        clip_config: The CLIP backbone's configuration (a `CLIPConfig` or its dict). Defaults to CLIP's
+            own defaults (ViT-B/32 shapes).
+        num_grades: K, the number of ordered quality grades. Must equal `len(grade_names)`.
+        grade_names: The grade words, worst first, substituted into the prompt templates.
+        prompt_templates: Templates with a `{grade}` field. The text features of one grade are the
+            normalised mean of its templates' normalised features (CLIP's prompt ensembling).
+        alignment_grade_names: Grade words (adverbs) for generation-prompt conditioning, worst first.
+        alignment_template: Template with `{grade}` and `{prompt}` fields, used when a generation
+            prompt is given for an image (IPCE-style text-image alignment grading).
+        grading: `"agqg"` for the graded-response head, `"softmax"` for the baseline aggregation
+            (softmax over the K similarities with CLIP's logit scale, then the expected grade).
+        score_range: `(min, max)` of the dataset's MOS scale; grade 1 maps to min and grade K to max.
+        ability_source: What the ability branch reads: the K grade similarities, the image embedding,
+            or both.
+        ability_hidden_size: Width of the ability branch's hidden layer.
+        difficulty_hidden_size: Width of the difficulty branch's hidden layer.
+        discrimination_init: Initial GRM discrimination a (on the centred expected-grade scale).
+        min_scaled_gap: Lower bound on a*d, the scaled threshold spacing. `None` selects the smallest value
+            that guarantees a unimodal grade distribution for every ability (0 for K=2, ln 4 for K=3,
+            ln 3 for K>=4; see the head's docstring). A smaller explicit value gives up that guarantee.
+        loss_type: Loss of `forward(labels=...)` on the score: `"l1"` or `"mse"`.
+        head_init_std: Standard deviation of the head's output-layer weights at initialisation.
+    """
+
+    model_type = "agqg"
+
+    def __init__(
+        self,
+        clip_config: dict[str, Any] | CLIPConfig | None = None,
+        num_grades: int | None = None,
+        grade_names: list[str] | tuple[str, ...] | None = None,
+        prompt_templates: list[str] | tuple[str, ...] | None = None,
+        alignment_grade_names: list[str] | tuple[str, ...] | None = None,
+        alignment_template: str = DEFAULT_ALIGNMENT_TEMPLATE,
+        grading: str = "agqg",
+        score_range: list[float] | tuple[float, float] = (1.0, 5.0),
+        ability_source: str = "both",
+        ability_hidden_size: int = 256,
+        difficulty_hidden_size: int = 128,
+        discrimination_init: float = 4.0,
+        min_scaled_gap: float | None = None,
+        loss_type: str = "l1",
+        head_init_std: float = 0.01,
+        **kwargs: Any,
+    ) -> None:
+        if clip_config is None:
+            clip_config = CLIPConfig()
+        elif isinstance(clip_config, dict):
+            clip_config = CLIPConfig(**clip_config)
+        self.clip_config = clip_config
+
+        grade_names = list(grade_names) if grade_names is not None else None
+        if grade_names is None:
+            grade_names = list(DEFAULT_GRADE_NAMES) if num_grades in (None, 5) else None
+        if grade_names is None:
+            raise ValueError(f"num_grades={num_grades} needs explicit grade_names (the defaults have 5)")
+        if num_grades is None:
+            num_grades = len(grade_names)
+        if num_grades != len(grade_names) or num_grades < 2:
+            raise ValueError(f"num_grades={num_grades} must be >= 2 and equal len(grade_names)={len(grade_names)}")
+        self.num_grades = int(num_grades)
+        self.grade_names = grade_names
+
+        self.prompt_templates = list(prompt_templates or DEFAULT_PROMPT_TEMPLATES)
+        for template in self.prompt_templates:
+            if "{grade}" not in template:
+                raise ValueError(f"prompt template {template!r} has no '{{grade}}' field")
+        self.alignment_grade_names = list(alignment_grade_names or DEFAULT_ALIGNMENT_GRADE_NAMES)
+        if len(self.alignment_grade_names) != self.num_grades:
+            if alignment_grade_names is None:
+                # Default adverbs only fit K=5; reuse the grade names for other K.
+                self.alignment_grade_names = list(self.grade_names)
+            else:
+                raise ValueError(
+                    f"alignment_grade_names has {len(self.alignment_grade_names)} entries, expected {self.num_grades}"
+                )
+        if "{grade}" not in alignment_template or "{prompt}" not in alignment_template:
+            raise ValueError(f"alignment_template {alignment_template!r} needs '{{grade}}' and '{{prompt}}' fields")
+        self.alignment_template = alignment_template
+
+        if grading not in GRADINGS:
+            raise ValueError(f"grading={grading!r}; expected one of {GRADINGS}")
+        self.grading = grading
+        score_range = [float(v) for v in score_range]
+        if len(score_range) != 2 or not score_range[0] < score_range[1]:
+            raise ValueError(f"score_range={score_range} must be (min, max) with min < max")
+        self.score_range = score_range
+        if ability_source not in ABILITY_SOURCES:
+            raise ValueError(f"ability_source={ability_source!r}; expected one of {ABILITY_SOURCES}")
+        self.ability_source = ability_source
+        self.ability_hidden_size = int(ability_hidden_size)
+        self.difficulty_hidden_size = int(difficulty_hidden_size)
+        if discrimination_init <= 0:
+            raise ValueError(f"discrimination_init={discrimination_init} must be > 0")
+        self.discrimination_init = float(discrimination_init)
+        if min_scaled_gap is not None and min_scaled_gap < 0:
+            raise ValueError(f"min_scaled_gap={min_scaled_gap} must be >= 0")
+        self.min_scaled_gap = min_scaled_gap
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type={loss_type!r}; expected one of {LOSS_TYPES}")
+        self.loss_type = loss_type
+        self.head_init_std = float(head_init_std)
+        super().__init__(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        if isinstance(self.clip_config, PretrainedConfig):
+            output["clip_config"] = self.clip_config.to_dict()
+        return output
+
+
+AGQGConfig.register_for_auto_class()

@@ -1,0 +1,551 @@
+"""AGQG: a CLIP image-quality scorer whose grades come from a Graded Response Model.
+
+Read top to bottom: GRM maths -> head (ability branch, difficulty branch) -> the model
+(backbone -> text features -> head -> score) -> saving and loading.
+
+This file is Hub remote code: it imports only the standard library, torch, transformers and its
+sibling files, and it never touches the network on its own (only `from_clip`/`from_pretrained`
+of a Hub id download, as their callers ask).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPImageProcessor, CLIPModel, PreTrainedModel
+from transformers.utils import ModelOutput, logging
+
+from .configuration_agqg import AGQGConfig
+
+logger = logging.get_logger(__name__)
+
+PIPELINE_TASK = "image-quality"
+PIPELINE_FILE = "pipeline_agqg.py"
+PIPELINE_CLASS = "ImageQualityPipeline"
+
+# Keeps d = softplus(.) + eps strictly positive even where softplus underflows to 0 in float32.
+_MIN_SPACING = 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# Graded Response Model maths
+# ---------------------------------------------------------------------------------------------
+
+
+def min_scaled_gap_for_unimodality(num_grades: int) -> float:
+    r"""Smallest scaled spacing s = a*d for which the GRM grade distribution is unimodal for every ability.
+
+    With thresholds b_k = b_1 + (k-1)d, write x = a(theta - b_1), q = e^{-s} and t = e^x. Then
+
+        p_1 = 1 - sigma(x),  p_K = sigma(x - (K-2)s),
+        p_k = sigma(x-(k-2)s) - sigma(x-(k-1)s) = (1-q) sigma(u) sigma(s-u),  u = x-(k-2)s,  1<k<K.
+
+    The interior p_2..p_{K-1} samples the log-concave function u -> sigma(u)sigma(s-u) on an even grid,
+    so it is unimodal by itself; a dip can only sit next to an open-ended tail grade.
+    Let us compare the neighbours of grade 2 (grade K-1 is the mirror image):
+
+    * p_1 >= p_2  <=>  t(1 - 2q) <= 1,
+    * K >= 4: p_3 > p_2  <=>  q(1+t) > 1 + t q^2  <=>  t > 1/q.
+      A dip (p_1 > p_2 < p_3) exists for some t iff 1/q < 1/(1-2q), i.e. q > 1/3: **s >= ln 3** is
+      necessary and sufficient.
+    * K = 3: p_3 = sigma(x - s) is the other tail; p_3 > p_2  <=>  t > (1-2q)/q. A dip exists iff
+      (1-2q)^2 < q, i.e. (4q-1)(q-1) < 0, i.e. q > 1/4: **s >= ln 4**.
+    * K = 2: two probabilities are always unimodal: s >= 0.
+
+    If the interior starts falling (p_3 <= p_2) the sequence can only rise again at the top tail, the
+    mirrored case; so these conditions cover every valley. At s equal to the bound ties are possible
+    (a plateau), never a strict valley.
+    """
+    if num_grades < 2:
+        raise ValueError(f"num_grades={num_grades} must be >= 2")
+    if num_grades == 2:
+        return 0.0
+    if num_grades == 3:
+        return math.log(4.0)
+    return math.log(3.0)
+
+
+def grm_grade_probs(ability: torch.Tensor, difficulties: torch.Tensor, discrimination: torch.Tensor) -> torch.Tensor:
+    r"""Samejima's Graded Response Model category probabilities.
+
+    P(grade >= k+1) = sigma(a (theta - b_k)) for k = 1..K-1, P(grade >= 1) = 1, P(grade >= K+1) = 0, and
+    P(grade = k) = P(grade >= k) - P(grade >= k+1).
+
+    Args:
+        ability: theta, shape (B,).
+        difficulties: increasing thresholds b, shape (K-1,) or (B, K-1).
+        discrimination: a > 0, shape () or (B,).
+
+    Returns:
+        Grade probabilities, shape (B, K): non-negative (b increasing makes the cumulative curve
+        non-increasing) and summing to 1 (the differences telescope).
+    """
+    ability = ability.float()
+    difficulties = difficulties.float()
+    discrimination = discrimination.float()
+    if difficulties.dim() == 1:
+        difficulties = difficulties.unsqueeze(0)
+    if discrimination.dim() == 1:
+        discrimination = discrimination.unsqueeze(-1)
+    at_least = torch.sigmoid(discrimination * (ability.unsqueeze(-1) - difficulties))  # (B, K-1)
+    ones = torch.ones_like(at_least[:, :1])
+    upper = torch.cat([ones, at_least], dim=-1)
+    lower = torch.cat([at_least, torch.zeros_like(ones)], dim=-1)
+    return upper - lower
+
+
+def expected_grade(grade_probs: torch.Tensor) -> torch.Tensor:
+    """E[grade] with grades numbered 1..K, shape (B,). For GRM probabilities this equals
+    1 + sum_k P(grade >= k+1), hence non-decreasing in the ability."""
+    grades = torch.arange(1, grade_probs.shape[-1] + 1, device=grade_probs.device, dtype=grade_probs.dtype)
+    return (grade_probs * grades).sum(-1)
+
+
+def grade_to_score(grade: torch.Tensor, num_grades: int, score_range: tuple[float, float] | list[float]) -> torch.Tensor:
+    """Maps an expected grade in [1, K] linearly onto [min, max] of the MOS scale."""
+    low, high = score_range
+    return low + (grade - 1.0) / (num_grades - 1) * (high - low)
+
+
+def _inverse_softplus(value: float) -> float:
+    return value + math.log(-math.expm1(-value))
+
+
+# ---------------------------------------------------------------------------------------------
+# Head
+# ---------------------------------------------------------------------------------------------
+
+
+class AGQGHead(nn.Module):
+    r"""The AGQG grading head: a Graded Response Model over K ordered quality grades.
+
+    Inputs are the normalised image embedding v (B, D), the normalised grade-text embeddings T
+    ((K, D) shared, or (B, K, D) per image) and their cosine similarities s = v T^T (B, K).
+
+    **Ability branch** (image side). theta = theta_0 + f([z, v]), where the prior
+    theta_0 = sum_k k softmax(tau s)_k - (K+1)/2 is the baseline's expected grade, centred, z = tau s -
+    mean(tau s) are the centred logits (tau is CLIP's logit scale) and f is a two-layer MLP whose output
+    starts near zero. The prior makes a fresh head grade like the softmax baseline it plugs into.
+
+    **Difficulty branch** (grade-text side, arithmetic). An MLP g reads the K text embeddings
+    (flattened) and returns a centre c and a raw spacing r; the thresholds are
+
+        d = softplus(r) + 1e-4 > 0,   b_k = c + (k - K/2) d,   k = 1..K-1,
+
+    so b_1 < ... < b_{K-1} with the constant gap d, and their mean is c. At initialisation c = 0 and
+    d = 1: the thresholds sit half-way between the centred grades, where theta_0 lives.
+
+    **Discrimination.** The scaled gap s = a d = s_min + softplus(rho) (rho a learned scalar), and
+    a = s / d > 0. s_min = ln 4 for K = 3 and ln 3 for K >= 4 is the smallest value that keeps the grade
+    distribution unimodal for every theta (derivation in `min_scaled_gap_for_unimodality`), so
+    unimodality holds by construction, not by hope.
+
+    **Grades.** P(grade >= k+1) = sigma(a (theta - b_k)); P(grade = k) is the difference of consecutive
+    cumulative probabilities (`grm_grade_probs`). The score is the expected grade mapped linearly onto the
+    configured MOS range; it is non-decreasing in theta.
+    """
+
+    def __init__(self, config: AGQGConfig, embed_dim: int) -> None:
+        super().__init__()
+        self.num_grades = config.num_grades
+        self.ability_source = config.ability_source
+        self.init_std = config.head_init_std
+        self.discrimination_init = config.discrimination_init
+        self.min_scaled_gap = (
+            min_scaled_gap_for_unimodality(config.num_grades)
+            if config.min_scaled_gap is None
+            else float(config.min_scaled_gap)
+        )
+        ability_in = {"similarities": 0, "embedding": embed_dim, "both": embed_dim}[self.ability_source]
+        if self.ability_source in ("similarities", "both"):
+            ability_in += config.num_grades
+        self.ability_mlp = nn.Sequential(
+            nn.Linear(ability_in, config.ability_hidden_size),
+            nn.GELU(),
+            nn.Linear(config.ability_hidden_size, 1),
+        )
+        self.difficulty_mlp = nn.Sequential(
+            nn.Linear(config.num_grades * embed_dim, config.difficulty_hidden_size),
+            nn.GELU(),
+            nn.Linear(config.difficulty_hidden_size, 2),
+        )
+        self.raw_scaled_gap_excess = nn.Parameter(torch.zeros(()))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for mlp in (self.ability_mlp, self.difficulty_mlp):
+            mlp[0].reset_parameters()
+            nn.init.normal_(mlp[2].weight, std=self.init_std)
+            nn.init.zeros_(mlp[2].bias)
+        self.difficulty_mlp[2].bias[1] = _inverse_softplus(1.0 - _MIN_SPACING)
+        excess = max(self.discrimination_init - self.min_scaled_gap, 1e-2)
+        self.raw_scaled_gap_excess.fill_(_inverse_softplus(excess))
+
+    def forward(
+        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, similarities: torch.Tensor, logit_scale: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Returns `ability` (B,), `difficulties` (K-1,) or (B, K-1), `discrimination` () or (B,),
+        `grade_probs` (B, K)."""
+        dtype = self.ability_mlp[0].weight.dtype
+        logits = logit_scale.float() * similarities.float()
+        prior = expected_grade(logits.softmax(-1)) - (self.num_grades + 1) / 2
+
+        # Ability branch: image side.
+        features = []
+        if self.ability_source in ("similarities", "both"):
+            features.append(logits - logits.mean(-1, keepdim=True))
+        if self.ability_source in ("embedding", "both"):
+            features.append(image_embeds.float())
+        ability = prior + self.ability_mlp(torch.cat(features, -1).to(dtype)).squeeze(-1).float()
+
+        # Difficulty branch: grade-text side, arithmetic thresholds.
+        centre, raw_spacing = self.difficulty_mlp(text_embeds.flatten(-2).to(dtype)).float().unbind(-1)
+        spacing = F.softplus(raw_spacing) + _MIN_SPACING
+        offsets = torch.arange(1, self.num_grades, device=spacing.device, dtype=spacing.dtype) - self.num_grades / 2
+        difficulties = centre.unsqueeze(-1) + offsets * spacing.unsqueeze(-1)
+
+        scaled_gap = self.min_scaled_gap + F.softplus(self.raw_scaled_gap_excess.float())
+        discrimination = scaled_gap / spacing
+        grade_probs = grm_grade_probs(ability, difficulties, discrimination)
+        return {
+            "ability": ability,
+            "difficulties": difficulties,
+            "discrimination": discrimination,
+            "grade_probs": grade_probs,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AGQGOutput(ModelOutput):
+    """Output of [`AGQGForImageQualityAssessment`].
+
+    Args:
+        loss: Score loss (L1 or MSE, see `config.loss_type`), shape (), when `labels` are given.
+        score: Predicted quality on the configured MOS range, shape (B,).
+        grade_probs: Probability of each of the K grades, shape (B, K).
+        ability: GRM ability theta, shape (B,). With softmax grading: the centred expected grade.
+        difficulties: Increasing GRM thresholds, shape (K-1,), or (B, K-1) with per-image prompts.
+            `None` with softmax grading.
+        discrimination: GRM discrimination a, shape () or (B,). `None` with softmax grading.
+        similarities: Cosine similarities of the image to the K grade prompts, shape (B, K).
+        image_embeds: Normalised projected image embeddings, shape (B, D).
+    """
+
+    loss: torch.FloatTensor | None = None
+    score: torch.FloatTensor | None = None
+    grade_probs: torch.FloatTensor | None = None
+    ability: torch.FloatTensor | None = None
+    difficulties: torch.FloatTensor | None = None
+    discrimination: torch.FloatTensor | None = None
+    similarities: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+
+
+class AGQGPreTrainedModel(PreTrainedModel):
+    config_class = AGQGConfig
+    base_model_prefix = "agqg"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CLIPEncoderLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The CLIP sub-model initialises its own modules (transformers dispatches to it).
+        if isinstance(module, AGQGHead):
+            module.reset_parameters()
+
+
+class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
+    """CLIP + AGQG grading head: `pixel_values` in, a quality score and a grade distribution out.
+
+    The grade-prompt token ids and their text embeddings are buffers saved in `model.safetensors`,
+    so scoring needs neither a tokenizer nor a text-tower pass. While the text tower trains, the
+    embeddings are computed live and the stored copy is marked stale; it is refreshed before the next
+    evaluation forward and before any `state_dict()`/`save_pretrained`, so a saved model never
+    carries stale ones.
+
+    Attributes `image_processor` and `tokenizer` (plain attributes, not modules) hold the
+    preprocessing the backbone came with; `save_pretrained` writes them next to the weights.
+    """
+
+    def __init__(self, config: AGQGConfig) -> None:
+        super().__init__(config)
+        self.clip = CLIPModel(config.clip_config)
+        embed_dim = config.clip_config.projection_dim
+        self.head = AGQGHead(config, embed_dim) if config.grading == "agqg" else None
+
+        num_prompts = config.num_grades * len(config.prompt_templates)
+        max_length = config.clip_config.text_config.max_position_embeddings
+        self.register_buffer("grade_prompt_ids", torch.zeros(num_prompts, max_length, dtype=torch.long))
+        self.register_buffer("grade_prompt_mask", torch.zeros(num_prompts, max_length, dtype=torch.long))
+        self.register_buffer("grade_text_embeds", torch.zeros(config.num_grades, embed_dim))
+        self._grade_embeds_stale = False
+        self._grade_prompts_checked = False
+        self.image_processor: Any = None
+        self.tokenizer: Any = None
+        self.post_init()
+
+    # --- backbone --------------------------------------------------------------------------
+
+    def get_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Normalised projected image embeddings, (B, 3, H, W) -> (B, D)."""
+        dtype = self.clip.visual_projection.weight.dtype
+        pooled = self.clip.vision_model(pixel_values=pixel_values.to(dtype)).pooler_output
+        return F.normalize(self.clip.visual_projection(pooled), dim=-1)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised projected text embeddings, (N, L) -> (N, D)."""
+        pooled = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return F.normalize(self.clip.text_projection(pooled), dim=-1)
+
+    # --- grade prompts and their cached text embeddings --------------------------------------
+
+    def grade_prompts(self) -> list[str]:
+        """The K*T prompt strings, grade-major (all templates of grade 1 first)."""
+        return [t.format(grade=g) for g in self.config.grade_names for t in self.config.prompt_templates]
+
+    def alignment_prompts(self, prompt: str) -> list[str]:
+        """The K alignment prompts for one generation prompt, worst grade first."""
+        return [self.config.alignment_template.format(grade=g, prompt=prompt) for g in self.config.alignment_grade_names]
+
+    def _tokenize(self, tokenizer: Any, texts: list[str]) -> dict[str, torch.Tensor]:
+        max_length = self.config.clip_config.text_config.max_position_embeddings
+        return tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+
+    def tokenize_alignment_prompts(self, tokenizer: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenises the K alignment prompts of each generation prompt: `input_ids`/`attention_mask` (B, K, L)."""
+        if tokenizer is None:
+            raise ValueError("generation-prompt conditioning needs a tokenizer; this model was saved without one")
+        tokens = self._tokenize(tokenizer, [text for p in prompts for text in self.alignment_prompts(p)])
+        return {k: v.view(len(prompts), self.config.num_grades, -1) for k, v in tokens.items()}
+
+    def set_grade_prompts(self, tokenizer: Any) -> None:
+        """Tokenises the grade prompts into the id buffers and computes their text embeddings."""
+        tokens = self._tokenize(tokenizer, self.grade_prompts())
+        device = self.grade_prompt_ids.device
+        self.grade_prompt_ids.copy_(tokens["input_ids"].to(device))
+        self.grade_prompt_mask.copy_(tokens["attention_mask"].to(device))
+        self._grade_prompts_checked = True
+        self.refresh_grade_text_embeds()
+
+    def _encode_grade_prompts(self) -> torch.Tensor:
+        if not self._grade_prompts_checked:
+            if int(self.grade_prompt_mask.sum()) == 0:
+                raise RuntimeError(
+                    "the grade prompts were never tokenised: build the model with `from_clip`, or call "
+                    "`model.set_grade_prompts(tokenizer)` once"
+                )
+            self._grade_prompts_checked = True
+        embeds = self.encode_text(self.grade_prompt_ids, self.grade_prompt_mask)
+        embeds = embeds.view(self.config.num_grades, len(self.config.prompt_templates), -1).mean(1)
+        return F.normalize(embeds, dim=-1)
+
+    @torch.no_grad()
+    def refresh_grade_text_embeds(self) -> None:
+        """Recomputes the stored grade-text embeddings from the current text tower."""
+        self.grade_text_embeds.copy_(self._encode_grade_prompts())
+        self._grade_embeds_stale = False
+
+    def _text_tower_trains(self) -> bool:
+        text_params = [*self.clip.text_model.parameters(), *self.clip.text_projection.parameters()]
+        return self.training and torch.is_grad_enabled() and any(p.requires_grad for p in text_params)
+
+    def _grade_text_embeds(self) -> torch.Tensor:
+        if self._text_tower_trains():
+            self._grade_embeds_stale = True
+            return self._encode_grade_prompts()
+        if self._grade_embeds_stale:
+            self.refresh_grade_text_embeds()
+        return self.grade_text_embeds
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self._grade_embeds_stale:
+            self.refresh_grade_text_embeds()
+        return super().state_dict(*args, **kwargs)
+
+    # --- forward -------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> AGQGOutput | tuple:
+        """Scores images.
+
+        Args:
+            pixel_values: Preprocessed images, shape (B, 3, H, W).
+            input_ids: Optional grade prompts replacing the stored ones: (B, K, L) per image (e.g. from
+                `tokenize_alignment_prompts` for generation-prompt conditioning) or (K, L) shared.
+            attention_mask: Mask of `input_ids`, same shape.
+            labels: Target scores on the configured MOS range, shape (B,).
+            return_dict: Return an `AGQGOutput` (default) or a tuple.
+        """
+        return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
+        image_embeds = self.get_image_embeds(pixel_values)
+        if input_ids is None:
+            text_embeds = self._grade_text_embeds()
+        else:
+            flat_ids = input_ids.reshape(-1, input_ids.shape[-1])
+            flat_mask = attention_mask.reshape(flat_ids.shape) if attention_mask is not None else None
+            text_embeds = self.encode_text(flat_ids, flat_mask).view(*input_ids.shape[:-1], -1)
+            if text_embeds.shape[-2] != self.config.num_grades:
+                raise ValueError(f"input_ids has {text_embeds.shape[-2]} prompts per image, expected {self.config.num_grades}")
+        text_embeds = text_embeds.to(image_embeds.dtype)
+        if text_embeds.dim() == 2:
+            similarities = image_embeds @ text_embeds.t()
+        else:
+            similarities = torch.einsum("bd,bkd->bk", image_embeds, text_embeds)
+        logit_scale = self.clip.logit_scale.exp().clamp(max=100.0)
+
+        if self.head is not None:
+            graded = self.head(image_embeds, text_embeds, similarities, logit_scale)
+            grade_probs, ability = graded["grade_probs"], graded["ability"]
+            difficulties, discrimination = graded["difficulties"], graded["discrimination"]
+        else:
+            grade_probs = (logit_scale.float() * similarities.float()).softmax(-1)
+            ability = expected_grade(grade_probs) - (self.config.num_grades + 1) / 2
+            difficulties = discrimination = None
+        score = grade_to_score(expected_grade(grade_probs), self.config.num_grades, self.config.score_range)
+
+        loss = None
+        if labels is not None:
+            labels = labels.to(score.device, score.dtype).view(-1)
+            loss = F.l1_loss(score, labels) if self.config.loss_type == "l1" else F.mse_loss(score, labels)
+
+        output = AGQGOutput(
+            loss=loss,
+            score=score,
+            grade_probs=grade_probs,
+            ability=ability,
+            difficulties=difficulties,
+            discrimination=discrimination,
+            similarities=similarities.float(),
+            image_embeds=image_embeds,
+        )
+        return output if return_dict else output.to_tuple()
+
+    # --- construction, saving and loading ---------------------------------------------------------
+
+    def default_image_processor(self) -> CLIPImageProcessor:
+        """CLIP's standard preprocessing at this backbone's input size."""
+        size = self.config.clip_config.vision_config.image_size
+        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+    @classmethod
+    def from_clip(
+        cls,
+        name_or_path: str | Path | CLIPModel,
+        *,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        **config_overrides: Any,
+    ) -> AGQGForImageQualityAssessment:
+        """Builds an AGQG scorer around a CLIP checkpoint, keeping its weights and preprocessing.
+
+        Args:
+            name_or_path: A Hub id (e.g. `"openai/clip-vit-base-patch16"`), a local CLIP folder, or a
+                `CLIPModel` (then pass `tokenizer`, and `image_processor` unless the default suits).
+            image_processor: Overrides the processor the checkpoint came with.
+            tokenizer: Overrides the tokenizer the checkpoint came with.
+            revision: Hub revision of the checkpoint.
+            cache_dir: Hub cache folder.
+            token: Hub token.
+            local_files_only: Never download.
+            **config_overrides: `AGQGConfig` fields (`grading`, `score_range`, `grade_names`, ...).
+        """
+        hub_kwargs = {"revision": revision, "cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
+        if isinstance(name_or_path, CLIPModel):
+            clip = name_or_path
+        else:
+            clip = CLIPModel.from_pretrained(name_or_path, **hub_kwargs)
+            image_processor = image_processor or _load_optional(_image_processor_classes(), name_or_path, hub_kwargs)
+            tokenizer = tokenizer or _load_optional(_tokenizer_classes(), name_or_path, hub_kwargs)
+        if tokenizer is None:
+            raise ValueError(f"no tokenizer found for {name_or_path!r}: pass tokenizer=... to build the grade prompts")
+        config = AGQGConfig(clip_config=clip.config.to_dict(), **config_overrides)
+        model = cls(config)
+        model.clip.load_state_dict(clip.state_dict())
+        model.image_processor = image_processor or model.default_image_processor()
+        model.tokenizer = tokenizer
+        model.set_grade_prompts(tokenizer)
+        model.eval()
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained`, then the image processor and tokenizer saved beside the weights."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        hub_keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download", "proxies")
+        hub_kwargs = {k: kwargs[k] for k in hub_keys if k in kwargs}
+        model.image_processor = _load_optional(_image_processor_classes(), pretrained_model_name_or_path, hub_kwargs)
+        model.tokenizer = _load_optional(_tokenizer_classes(), pretrained_model_name_or_path, hub_kwargs)
+        return loaded
+
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
+        """Writes a complete remote-code folder: config with `auto_map` and `custom_pipelines`, the three
+        code files, `model.safetensors` with fresh grade-text embeddings, the image-processor config and
+        the tokenizer files when there is a tokenizer."""
+        if self._grade_embeds_stale:
+            self.refresh_grade_text_embeds()
+        self.config.custom_pipelines = {
+            PIPELINE_TASK: {
+                "impl": f"{Path(PIPELINE_FILE).stem}.{PIPELINE_CLASS}",
+                "pt": ["AutoModel"],
+                "tf": [],
+                "type": "image",
+            }
+        }
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return
+        save_directory = Path(save_directory)
+        shutil.copy(Path(__file__).with_name(PIPELINE_FILE), save_directory / PIPELINE_FILE)
+        (self.image_processor or self.default_image_processor()).save_pretrained(save_directory)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(save_directory)
+
+
+def _image_processor_classes() -> list[type]:
+    return [CLIPImageProcessor]
+
+
+def _tokenizer_classes() -> list[type]:
+    import transformers
+
+    # transformers 5 has one tokenizers-backed CLIPTokenizer; 4.x prefers the fast class.
+    names = ["CLIPTokenizerFast", "CLIPTokenizer"] if transformers.__version__.startswith("4.") else ["CLIPTokenizer"]
+    return [getattr(transformers, name) for name in names]
+
+
+def _load_optional(classes: list[type], name_or_path: Any, hub_kwargs: dict[str, Any]) -> Any:
+    """Loads the first class whose files exist; `None` when the checkpoint has none."""
+    for klass in classes:
+        try:
+            return klass.from_pretrained(name_or_path, **hub_kwargs)
+        except (OSError, ValueError, TypeError) as error:
+            logger.info(f"no {klass.__name__} at {name_or_path}: {error}")
+    return None
+
+
+AGQGForImageQualityAssessment.register_for_auto_class("AutoModel")
