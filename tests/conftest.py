@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random CLIP + AGQG models built in code, an isolated Hugging Face cache,
+and the real-format data fixtures in ../shared/data (tests using them skip when it is absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("AGQG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_hf_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads or writes the user's Hugging Face cache, and none reaches the Hub."""
+    home = tmp_path_factory.mktemp("hf_home")
+    os.environ["HF_HOME"] = str(home)
+    os.environ["HF_HUB_OFFLINE"] = os.environ.get("HF_HUB_OFFLINE", "1")
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real-format data fixtures not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from modeling_agqg.offline import clip_character_tokenizer
+
+    return clip_character_tokenizer()
+
+
+def make_tiny_model(tokenizer, **config_overrides):
+    """A tiny randomly initialised AGQG model (32x32 input), seeded, in eval mode."""
+    from transformers import CLIPModel
+
+    from modeling_agqg import AGQGForImageQualityAssessment
+    from modeling_agqg.offline import tiny_clip_config
+
+    torch.manual_seed(0)
+    clip = CLIPModel(tiny_clip_config(tokenizer))
+    return AGQGForImageQualityAssessment.from_clip(clip, tokenizer=tokenizer, **config_overrides)
+
+
+@pytest.fixture
+def tiny_model(tokenizer):
+    return make_tiny_model(tokenizer)
