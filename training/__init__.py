@@ -1,0 +1,1 @@
+"""Training, evaluation, data loading, losses and metrics for AGQG (see docs/)."""

@@ -1,0 +1,360 @@
+r"""A small synthetic image-quality dataset built offline from real photographs, for the quickstart and tests.
+
+**Sources.** Colour photographs shipped inside installed packages: scikit-image's `skimage.data` samples
+(astronaut, coffee, chelsea, rocket, hubble_deep_field, immunohistochemistry, retina; public domain or CC0)
+and matplotlib's `grace_hopper.jpg` (public domain) when matplotlib is installed. Each photo is resized so
+its short side is `4 * image_size` and `crops_per_source` textured, colourful square crops of side
+`image_size` are cut from it (candidates are ranked by gradient energy plus colourfulness; flat crops would
+hide blur and noise, grey crops would hide colour loss).
+
+**Distortions.** Every crop appears once pristine (distortion "none", level 0) and once for each of five
+distortion types at levels 1..4:
+
+=========  ==========================================  =====================
+type       operation                                    parameter at level 1..4
+=========  ==========================================  =====================
+blur       Gaussian blur, std in pixels                 0.6, 1.1, 1.7, 2.6
+noise      additive white Gaussian noise (0-255 scale)  6, 12, 20, 32
+jpeg       JPEG re-compression, PIL quality             40, 20, 10, 5
+contrast   x -> m + alpha (x - m), m = mean luminance   0.70, 0.50, 0.34, 0.22
+colour     x -> g + beta (x - g), g = pixel luminance   0.55, 0.30, 0.12, 0.0
+=========  ==========================================  =====================
+
+**Quality.** The noise-free quality of a crop at level l of a distortion with exponent gamma is
+
+    q = Q_PRISTINE - (Q_PRISTINE - Q_WORST) * (l / 4) ** gamma,     Q_PRISTINE = 4.6, Q_WORST = 1.3,
+
+with gamma = 0.9 (blur), 0.8 (noise), 1.0 (jpeg), 1.2 (contrast), 1.4 (colour): strictly decreasing in the
+level, and q = 4.6 for pristine crops. **Ratings.** `num_raters` simulated raters each give an integer
+grade r = clip(round(q + b_j + e), 1, 5), with a fixed per-rater bias b_j ~ N(0, 0.25^2) and a per-rating
+error e ~ N(0, 0.6^2). `mos` is the mean of the ratings (1-5 scale) and `mos_std` their sample standard
+deviation, as in a real subjective study. `true_quality` keeps q for analysis; do not train on it.
+
+**Splits.** Photos (not crops) are split: `num_test_sources` photos for `test`, `num_val_sources` for
+`validation`, the rest for `train`, chosen with `seed`; no photo appears in two splits.
+
+This is a synthetic demonstration: it shows the pipeline working end to end, it says nothing about real
+AI-generated-image quality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_MOS_RANGE = (1.0, 5.0)
+Q_PRISTINE = 4.6
+Q_WORST = 1.3
+NUM_LEVELS = 4
+DISTORTIONS: dict[str, dict[str, Any]] = {
+    "blur": {"parameters": (0.6, 1.1, 1.7, 2.6), "gamma": 0.9},
+    "noise": {"parameters": (6.0, 12.0, 20.0, 32.0), "gamma": 0.8},
+    "jpeg": {"parameters": (40, 20, 10, 5), "gamma": 1.0},
+    "contrast": {"parameters": (0.70, 0.50, 0.34, 0.22), "gamma": 1.2},
+    "colour": {"parameters": (0.55, 0.30, 0.12, 0.0), "gamma": 1.4},
+}
+RATER_BIAS_STD = 0.25
+RATING_ERROR_STD = 0.6
+_LUMA = np.array([0.299, 0.587, 0.114])
+_FORMAT_VERSION = 1
+
+__all__ = [
+    "DISTORTIONS",
+    "SYNTHETIC_MOS_RANGE",
+    "apply_distortion",
+    "available_source_photos",
+    "build_synthetic_dataset",
+    "simulate_ratings",
+    "true_quality",
+]
+
+
+# --- source photographs -------------------------------------------------------------------------------
+
+
+def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from skimage import data
+
+        return np.asarray(getattr(data, name)())
+
+    return load
+
+
+def _matplotlib_photo(filename: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from matplotlib import cbook
+
+        with cbook.get_sample_data(filename) as handle:
+            return np.asarray(Image.open(handle).convert("RGB"))
+
+    return load
+
+
+_SOURCE_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    "astronaut": _skimage_photo("astronaut"),
+    "coffee": _skimage_photo("coffee"),
+    "chelsea": _skimage_photo("chelsea"),
+    "rocket": _skimage_photo("rocket"),
+    "hubble_deep_field": _skimage_photo("hubble_deep_field"),
+    "immunohistochemistry": _skimage_photo("immunohistochemistry"),
+    "retina": _skimage_photo("retina"),
+    "grace_hopper": _matplotlib_photo("grace_hopper.jpg"),
+}
+
+
+def available_source_photos() -> dict[str, np.ndarray]:
+    """The source photos that load offline here, name -> RGB uint8 array (H, W, 3).
+
+    A photo whose package or data file is missing is skipped with a warning naming it.
+    """
+    photos = {}
+    for name, load in _SOURCE_PHOTOS.items():
+        try:
+            photo = load()
+        except Exception as error:  # noqa: BLE001 - any failure just means this photo is unavailable
+            logger.warning("synthetic dataset: source photo %r unavailable (%s); skipped", name, error)
+            continue
+        photos[name] = np.ascontiguousarray(photo[..., :3].astype(np.uint8))
+    return photos
+
+
+# --- distortions and scores ---------------------------------------------------------------------------
+
+
+def apply_distortion(image: np.ndarray, distortion: str, level: int, rng: np.random.Generator) -> np.ndarray:
+    """Applies `distortion` at `level` (0 = none, 1..4) to an RGB uint8 image (H, W, 3); returns uint8."""
+    if level == 0 or distortion == "none":
+        return image.copy()
+    if distortion not in DISTORTIONS:
+        raise ValueError(f"unknown distortion {distortion!r}; expected one of {sorted(DISTORTIONS)}")
+    if not 1 <= level <= NUM_LEVELS:
+        raise ValueError(f"level={level} must be in 0..{NUM_LEVELS}")
+    parameter = DISTORTIONS[distortion]["parameters"][level - 1]
+    pixels = image.astype(np.float64)
+    if distortion == "blur":
+        return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius=parameter)))
+    if distortion == "noise":
+        pixels = pixels + rng.normal(0.0, parameter, size=pixels.shape)
+    elif distortion == "jpeg":
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=int(parameter))
+        buffer.seek(0)
+        # np.asarray drops the PIL "JPEG" format tag, so datasets later stores the pixels losslessly as PNG.
+        return np.asarray(Image.open(buffer).convert("RGB")).copy()
+    elif distortion == "contrast":
+        mean_luminance = (pixels @ _LUMA).mean()
+        pixels = mean_luminance + parameter * (pixels - mean_luminance)
+    elif distortion == "colour":
+        luminance = (pixels @ _LUMA)[..., None]
+        pixels = luminance + parameter * (pixels - luminance)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def true_quality(distortion: str, level: int) -> float:
+    """q = Q_PRISTINE - (Q_PRISTINE - Q_WORST) (level / 4) ** gamma (module docstring)."""
+    if level == 0 or distortion == "none":
+        return Q_PRISTINE
+    gamma = DISTORTIONS[distortion]["gamma"]
+    return Q_PRISTINE - (Q_PRISTINE - Q_WORST) * (level / NUM_LEVELS) ** gamma
+
+
+def simulate_ratings(quality: np.ndarray, rater_bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Integer 1..5 ratings, shape (N, R), of N images with true quality `quality` (N,) by R raters with
+    biases `rater_bias` (R,): clip(round(q + b_j + e), 1, 5), e ~ N(0, RATING_ERROR_STD^2)."""
+    errors = rng.normal(0.0, RATING_ERROR_STD, size=(quality.shape[0], rater_bias.shape[0]))
+    return np.clip(np.rint(quality[:, None] + rater_bias[None, :] + errors), 1, 5)
+
+
+# --- crops --------------------------------------------------------------------------------------------
+
+
+def _resize_short_side(photo: np.ndarray, short_side: int) -> np.ndarray:
+    height, width = photo.shape[:2]
+    scale = short_side / min(height, width)
+    size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
+    return np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.LANCZOS))
+
+
+def _crop_scores(crops: np.ndarray) -> np.ndarray:
+    """Rank-sum of gradient energy and Hasler-Suesstrunk colourfulness of crops (N, S, S, 3); higher is better."""
+    pixels = crops.astype(np.float64)
+    luminance = pixels @ _LUMA
+    gradient = np.abs(np.diff(luminance, axis=1)).mean(axis=(1, 2)) + np.abs(np.diff(luminance, axis=2)).mean(
+        axis=(1, 2)
+    )
+    red_green = pixels[..., 0] - pixels[..., 1]
+    yellow_blue = 0.5 * (pixels[..., 0] + pixels[..., 1]) - pixels[..., 2]
+    colourfulness = np.sqrt(red_green.std(axis=(1, 2)) ** 2 + yellow_blue.std(axis=(1, 2)) ** 2) + 0.3 * np.sqrt(
+        red_green.mean(axis=(1, 2)) ** 2 + yellow_blue.mean(axis=(1, 2)) ** 2
+    )
+    return gradient.argsort().argsort() + colourfulness.argsort().argsort()
+
+
+def _select_crops(photo: np.ndarray, size: int, count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`count` crops (size, size, 3) drawn from the better-scoring half of 8*count random candidates,
+    at most half overlapping pairwise where the photo allows it."""
+    height, width = photo.shape[:2]
+    num_candidates = 8 * count
+    tops = rng.integers(0, height - size + 1, size=num_candidates)
+    lefts = rng.integers(0, width - size + 1, size=num_candidates)
+    candidates = np.stack([photo[t : t + size, left : left + size] for t, left in zip(tops, lefts, strict=True)])
+    order = np.argsort(-_crop_scores(candidates), kind="stable")
+    chosen: list[int] = []
+    for index in order:
+        far_enough = all(
+            abs(tops[index] - tops[other]) >= size // 2 or abs(lefts[index] - lefts[other]) >= size // 2
+            for other in chosen
+        )
+        if far_enough:
+            chosen.append(int(index))
+        if len(chosen) == count:
+            break
+    for index in order:  # small photos: allow overlap rather than return fewer crops
+        if len(chosen) == count:
+            break
+        if int(index) not in chosen:
+            chosen.append(int(index))
+    return [candidates[i] for i in chosen]
+
+
+# --- the dataset --------------------------------------------------------------------------------------
+
+
+def _split_sources(names: list[str], num_val: int, num_test: int, seed: int) -> dict[str, list[str]]:
+    if num_val < 1 or num_test < 1 or len(names) < num_val + num_test + 1:
+        raise ValueError(
+            f"{len(names)} source photos available ({names}); need num_val_sources={num_val} >= 1, "
+            f"num_test_sources={num_test} >= 1 and at least one photo for training"
+        )
+    order = list(np.random.default_rng(seed).permutation(sorted(names)))
+    return {
+        "test": sorted(order[:num_test]),
+        "validation": sorted(order[num_test : num_test + num_val]),
+        "train": sorted(order[num_test + num_val :]),
+    }
+
+
+def build_synthetic_dataset(
+    out_dir: str | Path | None = None,
+    *,
+    image_size: int = 64,
+    seed: int = 0,
+    crops_per_source: int = 10,
+    num_raters: int = 25,
+    num_val_sources: int = 1,
+    num_test_sources: int = 2,
+    overwrite: bool = False,
+) -> Any:
+    """Builds (or loads from the cache in `out_dir`) the synthetic quality dataset described above.
+
+    Args:
+        out_dir: Cache folder. When it holds a dataset built with the same arguments it is loaded
+            (`datasets.load_from_disk`); otherwise the dataset is built and saved there with `save_to_disk`.
+            `None` builds in memory.
+        image_size: Side of the square crops in pixels.
+        seed: Seeds the split, crop positions, noise and ratings; equal arguments give identical datasets.
+        crops_per_source: Crops per photo; each gives 1 + 5 * 4 = 21 images.
+        num_raters: Simulated raters per image.
+        num_val_sources, num_test_sources: Photos held out for validation and test.
+        overwrite: Rebuild even when a matching cache exists.
+
+    Returns:
+        `datasets.DatasetDict` with splits train, validation, test and columns `image` (Image), `mos`
+        (float32, 1-5), `mos_std` (float32), `source`, `crop` (int), `distortion`, `level` (int),
+        `true_quality` (float32) and `name`. Each split's `info.description` is a JSON object with the MOS
+        range (see `training.data.mos_range`).
+    """
+    import datasets
+
+    from training.data import describe_dataset
+
+    parameters = {
+        "format_version": _FORMAT_VERSION,
+        "image_size": int(image_size),
+        "seed": int(seed),
+        "crops_per_source": int(crops_per_source),
+        "num_raters": int(num_raters),
+        "num_val_sources": int(num_val_sources),
+        "num_test_sources": int(num_test_sources),
+    }
+    if image_size < 8 or crops_per_source < 1 or num_raters < 2:
+        raise ValueError(f"need image_size >= 8, crops_per_source >= 1 and num_raters >= 2, got {parameters}")
+    cache_key = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16]
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        key_file = out_dir / "synthetic_parameters.json"
+        if not overwrite and key_file.is_file() and (out_dir / "dataset_dict.json").is_file():
+            cached = json.loads(key_file.read_text())
+            if cached.get("cache_key") == cache_key:
+                logger.info("synthetic dataset: loading cached copy from %s", out_dir)
+                return datasets.load_from_disk(str(out_dir))
+            logger.info("synthetic dataset: cache in %s was built with other arguments; rebuilding", out_dir)
+
+    photos = available_source_photos()
+    split_sources = _split_sources(list(photos), num_val_sources, num_test_sources, seed)
+    rng = np.random.default_rng(seed)
+    rater_bias = rng.normal(0.0, RATER_BIAS_STD, size=num_raters)
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "mos": datasets.Value("float32"),
+            "mos_std": datasets.Value("float32"),
+            "source": datasets.Value("string"),
+            "crop": datasets.Value("int32"),
+            "distortion": datasets.Value("string"),
+            "level": datasets.Value("int32"),
+            "true_quality": datasets.Value("float32"),
+            "name": datasets.Value("string"),
+        }
+    )
+    conditions = [("none", 0)] + [(kind, level) for kind in DISTORTIONS for level in range(1, NUM_LEVELS + 1)]
+    splits = {}
+    for split, names in split_sources.items():
+        rows: dict[str, list[Any]] = {key: [] for key in features}
+        for name in names:
+            photo = _resize_short_side(photos[name], 4 * image_size)
+            for crop_index, crop in enumerate(_select_crops(photo, image_size, crops_per_source, rng)):
+                for distortion, level in conditions:
+                    rows["image"].append(Image.fromarray(apply_distortion(crop, distortion, level, rng)))
+                    rows["source"].append(name)
+                    rows["crop"].append(crop_index)
+                    rows["distortion"].append(distortion)
+                    rows["level"].append(level)
+                    rows["true_quality"].append(true_quality(distortion, level))
+                    rows["name"].append(f"{name}_crop{crop_index:02d}_{distortion}_{level}.png")
+        ratings = simulate_ratings(np.asarray(rows["true_quality"]), rater_bias, rng)
+        rows["mos"] = ratings.mean(axis=1).tolist()
+        rows["mos_std"] = ratings.std(axis=1, ddof=1).tolist()
+        dataset = datasets.Dataset.from_dict(rows, features=features)
+        splits[split] = describe_dataset(
+            dataset,
+            name="synthetic-distortions",
+            mos_range=SYNTHETIC_MOS_RANGE,
+            higher_is_better=True,
+            licence="public-domain/CC0 source photos (scikit-image, matplotlib samples)",
+            redistributable=True,
+            split=split,
+            sources=names,
+            parameters=parameters,
+            note="Synthetic demonstration data: graded distortions of sample photos with simulated ratings.",
+        )
+    dataset_dict = datasets.DatasetDict({split: splits[split] for split in ("train", "validation", "test")})
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dataset_dict.save_to_disk(str(out_dir))
+        (out_dir / "synthetic_parameters.json").write_text(
+            json.dumps({"cache_key": cache_key, **parameters}, indent=2) + "\n"
+        )
+        logger.info("synthetic dataset: saved to %s", out_dir)
+    return dataset_dict
