@@ -87,9 +87,9 @@ def grm_grade_probs(ability: torch.Tensor, difficulties: torch.Tensor, discrimin
         Grade probabilities, shape (B, K): non-negative (b increasing makes the cumulative curve
         non-increasing) and summing to 1 (the differences telescope).
     """
-    ability = ability.float()
-    difficulties = difficulties.float()
-    discrimination = discrimination.float()
+    # At least float32: differences of nearby sigmoids lose everything in half precision.
+    dtype = torch.promote_types(torch.promote_types(ability.dtype, difficulties.dtype), torch.float32)
+    ability, difficulties, discrimination = ability.to(dtype), difficulties.to(dtype), discrimination.to(dtype)
     if difficulties.dim() == 1:
         difficulties = difficulties.unsqueeze(0)
     if discrimination.dim() == 1:
@@ -108,7 +108,9 @@ def expected_grade(grade_probs: torch.Tensor) -> torch.Tensor:
     return (grade_probs * grades).sum(-1)
 
 
-def grade_to_score(grade: torch.Tensor, num_grades: int, score_range: tuple[float, float] | list[float]) -> torch.Tensor:
+def grade_to_score(
+    grade: torch.Tensor, num_grades: int, score_range: tuple[float, float] | list[float]
+) -> torch.Tensor:
     """Maps an expected grade in [1, K] linearly onto [min, max] of the MOS scale."""
     low, high = score_range
     return low + (grade - 1.0) / (num_grades - 1) * (high - low)
@@ -190,12 +192,18 @@ class AGQGHead(nn.Module):
         self.raw_scaled_gap_excess.fill_(_inverse_softplus(excess))
 
     def forward(
-        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, similarities: torch.Tensor, logit_scale: torch.Tensor
+        self,
+        image_embeds: torch.Tensor,
+        text_embeds: torch.Tensor,
+        similarities: torch.Tensor,
+        logit_scale: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """Returns `ability` (B,), `difficulties` (K-1,) or (B, K-1), `discrimination` () or (B,),
         `grade_probs` (B, K)."""
         dtype = self.ability_mlp[0].weight.dtype
-        logits = logit_scale.float() * similarities.float()
+        # The GRM runs in at least float32 whatever the weights' dtype (see grm_grade_probs).
+        compute = torch.promote_types(dtype, torch.float32)
+        logits = logit_scale.to(compute) * similarities.to(compute)
         prior = expected_grade(logits.softmax(-1)) - (self.num_grades + 1) / 2
 
         # Ability branch: image side.
@@ -203,16 +211,16 @@ class AGQGHead(nn.Module):
         if self.ability_source in ("similarities", "both"):
             features.append(logits - logits.mean(-1, keepdim=True))
         if self.ability_source in ("embedding", "both"):
-            features.append(image_embeds.float())
-        ability = prior + self.ability_mlp(torch.cat(features, -1).to(dtype)).squeeze(-1).float()
+            features.append(image_embeds.to(compute))
+        ability = prior + self.ability_mlp(torch.cat(features, -1).to(dtype)).squeeze(-1).to(compute)
 
         # Difficulty branch: grade-text side, arithmetic thresholds.
-        centre, raw_spacing = self.difficulty_mlp(text_embeds.flatten(-2).to(dtype)).float().unbind(-1)
+        centre, raw_spacing = self.difficulty_mlp(text_embeds.flatten(-2).to(dtype)).to(compute).unbind(-1)
         spacing = F.softplus(raw_spacing) + _MIN_SPACING
         offsets = torch.arange(1, self.num_grades, device=spacing.device, dtype=spacing.dtype) - self.num_grades / 2
         difficulties = centre.unsqueeze(-1) + offsets * spacing.unsqueeze(-1)
 
-        scaled_gap = self.min_scaled_gap + F.softplus(self.raw_scaled_gap_excess.float())
+        scaled_gap = self.min_scaled_gap + F.softplus(self.raw_scaled_gap_excess.to(compute))
         discrimination = scaled_gap / spacing
         grade_probs = grm_grade_probs(ability, difficulties, discrimination)
         return {
@@ -318,7 +326,9 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
     def alignment_prompts(self, prompt: str) -> list[str]:
         """The K alignment prompts for one generation prompt, worst grade first."""
-        return [self.config.alignment_template.format(grade=g, prompt=prompt) for g in self.config.alignment_grade_names]
+        return [
+            self.config.alignment_template.format(grade=g, prompt=prompt) for g in self.config.alignment_grade_names
+        ]
 
     def _tokenize(self, tokenizer: Any, texts: list[str]) -> dict[str, torch.Tensor]:
         max_length = self.config.clip_config.text_config.max_position_embeddings
@@ -405,7 +415,9 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             flat_mask = attention_mask.reshape(flat_ids.shape) if attention_mask is not None else None
             text_embeds = self.encode_text(flat_ids, flat_mask).view(*input_ids.shape[:-1], -1)
             if text_embeds.shape[-2] != self.config.num_grades:
-                raise ValueError(f"input_ids has {text_embeds.shape[-2]} prompts per image, expected {self.config.num_grades}")
+                raise ValueError(
+                    f"input_ids has {text_embeds.shape[-2]} prompts per image, expected {self.config.num_grades}"
+                )
         text_embeds = text_embeds.to(image_embeds.dtype)
         if text_embeds.dim() == 2:
             similarities = image_embeds @ text_embeds.t()
@@ -473,7 +485,12 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             local_files_only: Never download.
             **config_overrides: `AGQGConfig` fields (`grading`, `score_range`, `grade_names`, ...).
         """
-        hub_kwargs = {"revision": revision, "cache_dir": cache_dir, "token": token, "local_files_only": local_files_only}
+        hub_kwargs = {
+            "revision": revision,
+            "cache_dir": cache_dir,
+            "token": token,
+            "local_files_only": local_files_only,
+        }
         if isinstance(name_or_path, CLIPModel):
             clip = name_or_path
         else:
@@ -526,25 +543,50 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             self.tokenizer.save_pretrained(save_directory)
 
 
-def _image_processor_classes() -> list[type]:
-    return [CLIPImageProcessor]
+def _image_processor_classes() -> tuple[list[type], tuple[str, ...]]:
+    return [CLIPImageProcessor], ("preprocessor_config.json", "processor_config.json")
 
 
-def _tokenizer_classes() -> list[type]:
+def _tokenizer_classes() -> tuple[list[type], tuple[str, ...]]:
     import transformers
 
     # transformers 5 has one tokenizers-backed CLIPTokenizer; 4.x prefers the fast class.
     names = ["CLIPTokenizerFast", "CLIPTokenizer"] if transformers.__version__.startswith("4.") else ["CLIPTokenizer"]
-    return [getattr(transformers, name) for name in names]
+    return [getattr(transformers, name) for name in names], ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 
 
-def _load_optional(classes: list[type], name_or_path: Any, hub_kwargs: dict[str, Any]) -> Any:
-    """Loads the first class whose files exist; `None` when the checkpoint has none."""
+def _has_any_file(name_or_path: Any, filenames: tuple[str, ...], hub_kwargs: dict[str, Any]) -> bool:
+    folder = Path(name_or_path) / hub_kwargs.get("subfolder", "")
+    if folder.is_dir():
+        return any((folder / name).is_file() for name in filenames)
+    from transformers.utils import cached_file
+
+    for name in filenames:
+        found = cached_file(
+            name_or_path,
+            name,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub_kwargs,
+        )
+        if found is not None:
+            return True
+    return False
+
+
+def _load_optional(kind: tuple[list[type], tuple[str, ...]], name_or_path: Any, hub_kwargs: dict[str, Any]) -> Any:
+    """Loads the first class that reads the checkpoint's files; `None` when it has none.
+
+    The files are looked for first: transformers 5 builds an empty tokenizer rather than fail when
+    a folder has no tokenizer files."""
+    classes, filenames = kind
+    if not _has_any_file(name_or_path, filenames, hub_kwargs):
+        return None
     for klass in classes:
         try:
             return klass.from_pretrained(name_or_path, **hub_kwargs)
         except (OSError, ValueError, TypeError) as error:
-            logger.info(f"no {klass.__name__} at {name_or_path}: {error}")
+            logger.warning(f"could not load {klass.__name__} from {name_or_path}: {error}")
     return None
 
 

@@ -45,7 +45,9 @@ def clip_character_tokenizer() -> Any:
         (Path(folder) / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
         # Loading from files works on both major versions; transformers 5's constructor would take
         # file paths as a literal vocabulary.
-        klass = transformers.CLIPTokenizerFast if transformers.__version__.startswith("4.") else transformers.CLIPTokenizer
+        klass = (
+            transformers.CLIPTokenizerFast if transformers.__version__.startswith("4.") else transformers.CLIPTokenizer
+        )
         tokenizer = klass.from_pretrained(folder, model_max_length=77)
     return tokenizer
 

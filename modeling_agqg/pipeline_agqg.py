@@ -125,6 +125,6 @@ class ImageQualityPipeline(Pipeline):
         return {
             "score": float(model_outputs["score"].reshape(-1)[0]),
             "grade": names[max(range(len(probs)), key=probs.__getitem__)],
-            "grade_probs": dict(zip(names, probs)),
+            "grade_probs": dict(zip(names, probs, strict=True)),
             "ability": float(model_outputs["ability"].reshape(-1)[0]),
         }
