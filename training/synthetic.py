@@ -39,6 +39,7 @@ AI-generated-image quality.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -114,10 +115,15 @@ _SOURCE_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 
 
 def available_source_photos() -> dict[str, np.ndarray]:
-    """The source photos that load offline here, name -> RGB uint8 array (H, W, 3).
+    """The source photos that load offline here, name -> RGB uint8 array (H, W, 3), read-only.
 
     A photo whose package or data file is missing is skipped with a warning naming it.
     """
+    return dict(_load_source_photos())
+
+
+@functools.lru_cache(maxsize=1)
+def _load_source_photos() -> dict[str, np.ndarray]:
     photos = {}
     for name, load in _SOURCE_PHOTOS.items():
         try:
@@ -125,7 +131,9 @@ def available_source_photos() -> dict[str, np.ndarray]:
         except Exception as error:  # noqa: BLE001 - any failure just means this photo is unavailable
             logger.warning("synthetic dataset: source photo %r unavailable (%s); skipped", name, error)
             continue
-        photos[name] = np.ascontiguousarray(photo[..., :3].astype(np.uint8))
+        photo = np.ascontiguousarray(photo[..., :3].astype(np.uint8))
+        photo.flags.writeable = False  # shared by every call through the cache
+        photos[name] = photo
     return photos
 
 

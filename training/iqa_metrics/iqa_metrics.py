@@ -115,6 +115,8 @@ def iqa_correlations(predictions: Sequence[float] | np.ndarray, references: Sequ
     SRCC, KRCC (tau-b) and PLCC are the usual sample statistics. `plcc_logistic` and `rmse_logistic` are
     computed after mapping the predictions through the fitted 4-parameter logistic (`logistic_4`); when the
     fit fails they use the least-squares line instead (PLCC is invariant to it, so `plcc_logistic == plcc`).
+    The fitted mapping may be decreasing, so `plcc_logistic` is normally >= 0 even for a reversed predictor
+    (as in the VQEG protocol); the sign of `srcc`/`plcc` tells the direction.
     `rmse` is the raw root mean squared error, meaningful when predictions are on the MOS scale.
 
     Raises:
