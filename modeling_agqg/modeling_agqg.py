@@ -587,7 +587,26 @@ def _load_optional(kind: tuple[list[type], tuple[str, ...]], name_or_path: Any, 
             return klass.from_pretrained(name_or_path, **hub_kwargs)
         except (OSError, ValueError, TypeError) as error:
             logger.warning(f"could not load {klass.__name__} from {name_or_path}: {error}")
+    if CLIPImageProcessor in classes:
+        return _image_processor_from_processor_config(name_or_path, hub_kwargs)
     return None
+
+
+def _image_processor_from_processor_config(name_or_path: Any, hub_kwargs: dict[str, Any]) -> Any:
+    """transformers 5 saves a `CLIPProcessor` as `processor_config.json` with the image processor nested
+    under "image_processor"; transformers 4.x cannot read that file, so read the nested dict here."""
+    import json
+
+    from transformers.utils import cached_file
+
+    path = cached_file(name_or_path, "processor_config.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    if path is None:
+        return None
+    settings = json.loads(Path(path).read_text(encoding="utf-8")).get("image_processor")
+    if not isinstance(settings, dict):
+        return None
+    settings = {k: v for k, v in settings.items() if k != "image_processor_type"}
+    return CLIPImageProcessor(**settings)
 
 
 AGQGForImageQualityAssessment.register_for_auto_class("AutoModel")

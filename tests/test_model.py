@@ -159,6 +159,27 @@ def test_from_clip_local_folder_keeps_weights_and_preprocessing(tokenizer, tmp_p
     assert int(model.grade_prompt_mask.sum()) > 0
 
 
+def test_from_clip_reads_a_nested_processor_config(tokenizer, tmp_path: Path) -> None:
+    """A CLIP folder saved by transformers 5 as a `CLIPProcessor` has only `processor_config.json`."""
+    clip_dir = tmp_path / "clip"
+    CLIPModel(tiny_clip_config(tokenizer)).save_pretrained(clip_dir)
+    tokenizer.save_pretrained(clip_dir)
+    nested = {
+        "image_processor": {
+            "image_processor_type": "CLIPImageProcessor",
+            "crop_size": {"height": 32, "width": 32},
+            "size": {"shortest_edge": 40},
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.25, 0.25, 0.25],
+        },
+        "processor_class": "CLIPProcessor",
+    }
+    (clip_dir / "processor_config.json").write_text(json.dumps(nested))
+    model = AGQGForImageQualityAssessment.from_clip(str(clip_dir))
+    assert model.image_processor.size["shortest_edge"] == 40
+    assert list(model.image_processor.image_mean) == [0.5, 0.5, 0.5]
+
+
 def test_from_clip_without_tokenizer_fails_clearly(tokenizer, tmp_path: Path) -> None:
     clip_dir = tmp_path / "clip"
     CLIPModel(tiny_clip_config(tokenizer)).save_pretrained(clip_dir)
