@@ -1,0 +1,487 @@
+"""Publishing through a Hub-compatible test server (`tests/hub_server.py`): `agqg push`, then loading the repository in
+fresh processes with `AutoModel`, `AutoImageProcessor` and `pipeline("image-quality")`; code-repository mode; failed,
+interrupted and repeated uploads; and a dataset `push_to_hub` + `load_dataset` round trip."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_model
+from hub_server import TEST_TOKEN, HubServer, use_hub_server
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# What every published AGQG repository must hold (the folder may have more, e.g. further remote-code modules).
+REQUIRED_FILES = {
+    "config.json",
+    "configuration_agqg.py",
+    "modeling_agqg.py",
+    "pipeline_agqg.py",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "README.md",
+    "eval_results.json",
+}
+EVAL_RESULTS = {
+    "model_name": "agqg-tiny-test",
+    "base_model": None,
+    "synthetic": True,
+    "results": [
+        {
+            "dataset": "synthetic-distortions",
+            "split": "test",
+            "num_images": 48,
+            "metrics": {"srcc": 0.8765, "krcc": 0.7012, "plcc": 0.8891, "plcc_logistic": 0.9012, "rmse": 0.4321},
+        }
+    ],
+}
+
+# Runs in a fresh interpreter that never imports the local package: everything comes from the Hub repository.
+LOADER = r"""
+import json, sys
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModel, pipeline
+
+repo_id, revision, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+model = AutoModel.from_pretrained(repo_id, revision=revision, trust_remote_code=True)
+processor = AutoImageProcessor.from_pretrained(repo_id, revision=revision)
+with torch.no_grad():
+    auto_scores = model(**processor(images=[Image.open(p).convert("RGB") for p in paths], return_tensors="pt")).score
+scorer = pipeline("image-quality", model=repo_id, revision=revision, trust_remote_code=True)
+print("RESULT " + json.dumps({
+    "auto": auto_scores.tolist(),
+    "pipeline": [out["score"] for out in scorer(paths)],
+    "grades": [out["grade"] for out in scorer(paths)],
+    "local_package_imported": "modeling_agqg" in sys.modules or "hub_cards" in sys.modules,
+}))
+"""
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A running test Hub that this process and its subprocesses use; fails the test on any unimplemented route."""
+    with HubServer() as server:
+        server.env = use_hub_server(monkeypatch, server, tmp_path / "hf_home")
+        yield server
+    assert server.unhandled_requests == [], (
+        f"the client called routes the test server lacks: {server.unhandled_requests}"
+    )
+
+
+@pytest.fixture
+def model_dir(tokenizer, tmp_path: Path) -> Path:
+    folder = tmp_path / "tiny-model"
+    make_tiny_model(tokenizer).save_pretrained(folder)
+    (folder / "eval_results.json").write_text(json.dumps(EVAL_RESULTS, indent=2))
+    return folder
+
+
+@pytest.fixture
+def image_paths(tmp_path: Path) -> list[str]:
+    rng = np.random.default_rng(7)
+    paths = []
+    for index, size in enumerate([(40, 48), (64, 32), (33, 33)]):
+        path = tmp_path / f"image_{index}.png"
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _local_scores(model_dir: Path, paths: list[str]) -> list[float]:
+    from modeling_agqg import AGQGForImageQualityAssessment
+
+    model = AGQGForImageQualityAssessment.from_pretrained(model_dir).eval()
+    images = [Image.open(p).convert("RGB") for p in paths]
+    with torch.no_grad():
+        return model(**model.image_processor(images=images, return_tensors="pt")).score.tolist()
+
+
+def _published_files(model_dir: Path) -> set[str]:
+    """The files a push of `model_dir` puts in the repository: the whole folder plus the generated card."""
+    return {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()} | {"README.md"}
+
+
+def _folder_digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")}
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "modeling_agqg.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _load_in_fresh_process(repo_id: str, revision: str, paths: list[str], env: dict[str, str], cwd: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", LOADER, repo_id, revision, *paths],
+        env={k: v for k, v in env.items() if k != "HF_TOKEN"},  # a public repository needs no token
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+
+# ---------------------------------------------------------------------------------------------
+# The test server itself answers like the Hub does
+# ---------------------------------------------------------------------------------------------
+
+
+def test_server_repo_files_and_errors_behave_like_the_hub(hub: HubServer, tmp_path: Path) -> None:
+    from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    api = HfApi()
+    assert api.endpoint == hub.url
+    api.create_repo("agqg-tester/files")
+    with pytest.raises(HfHubHTTPError) as conflict:
+        api.create_repo("agqg-tester/files")
+    assert conflict.value.response.status_code == 409
+    api.create_repo("agqg-tester/files", exist_ok=True)
+
+    weights = os.urandom(3000)
+    api.upload_file(path_or_fileobj=b"hello\n", path_in_repo="notes/a.txt", repo_id="agqg-tester/files")
+    api.upload_file(path_or_fileobj=weights, path_in_repo="w.safetensors", repo_id="agqg-tester/files")
+    assert any(path.startswith("/lfs-upload/") for _, path, _ in hub.request_log), "binary file went through LFS"
+
+    cache = tmp_path / "cache"
+    assert Path(hf_hub_download("agqg-tester/files", "w.safetensors", cache_dir=cache)).read_bytes() == weights
+    assert Path(hf_hub_download("agqg-tester/files", "notes/a.txt", cache_dir=cache)).read_text() == "hello\n"
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download("agqg-tester/files", "missing.json", cache_dir=cache)
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("agqg-tester/no-such-repo", "config.json", cache_dir=cache)
+    with pytest.raises(RevisionNotFoundError):
+        hf_hub_download("agqg-tester/files", "notes/a.txt", revision="no-such-branch", cache_dir=cache)
+    assert not api.file_exists("agqg-tester/files", "missing.json")
+
+    top = {entry.path for entry in api.list_repo_tree("agqg-tester/files")}
+    assert top == {".gitattributes", "notes", "w.safetensors"}
+    everything = {entry.path: entry for entry in api.list_repo_tree("agqg-tester/files", recursive=True)}
+    assert everything["w.safetensors"].lfs.sha256 == hashlib.sha256(weights).hexdigest()
+    assert everything["notes/a.txt"].lfs is None and everything["notes/a.txt"].size == 6
+    info = api.get_paths_info("agqg-tester/files", ["notes/a.txt", "notes", "absent"])
+    assert [entry.path for entry in info] == ["notes/a.txt", "notes"]
+    # Byte ranges, as HfFileSystem reads them (from the LFS storage host behind the redirect).
+    with HfFileSystem().open("agqg-tester/files/w.safetensors", "rb", block_size=1024) as handle:
+        handle.seek(1000)
+        assert handle.read(100) == weights[1000:1100]
+
+    assert api.model_info("agqg-tester/files").sha == api.list_repo_refs("agqg-tester/files").branches[0].target_commit
+    api.delete_file("notes/a.txt", repo_id="agqg-tester/files")
+    assert not api.file_exists("agqg-tester/files", "notes/a.txt")
+
+    # Unknown routes fail loudly and are recorded (the fixture fails any test that leaves one behind).
+    with pytest.raises(HfHubHTTPError) as unknown:
+        api.list_repo_commits("agqg-tester/files")
+    assert unknown.value.response.status_code == 501
+    assert hub.unhandled_requests and "/commits/" in hub.unhandled_requests[0]
+    hub.unhandled_requests.clear()
+
+
+def test_server_rejects_writes_without_token_and_hides_private_repos(hub: HubServer) -> None:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    HfApi().create_repo("agqg-tester/secret", private=True)
+    anonymous = HfApi(token=False)
+    with pytest.raises(RepositoryNotFoundError):
+        anonymous.model_info("agqg-tester/secret")
+    with pytest.raises(HfHubHTTPError) as unauthorised:
+        anonymous.create_repo("agqg-tester/other")
+    assert unauthorised.value.response.status_code == 401
+    assert HfApi().model_info("agqg-tester/secret").private is True
+
+
+# ---------------------------------------------------------------------------------------------
+# agqg push -> fresh-process loading
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_agqg_push_then_fresh_process_loads_identical_scores(
+    hub: HubServer, model_dir: Path, image_paths: list[str], tmp_path: Path
+) -> None:
+    from huggingface_hub import ModelCard
+
+    pushed = _cli(["push", str(model_dir), "agqg-tester/tiny-agqg"], hub.env, tmp_path)
+    assert pushed.returncode == 0, pushed.stderr[-4000:]
+    assert f"{len(_published_files(model_dir))} uploaded" in pushed.stdout
+
+    files = hub.files("agqg-tester/tiny-agqg")
+    assert REQUIRED_FILES <= set(files) and set(files) == _published_files(model_dir) | {".gitattributes"}
+    for name in _published_files(model_dir) - {"README.md"}:
+        assert files[name] == (model_dir / name).read_bytes(), f"{name} differs from the local folder"
+    config = json.loads(files["config.json"])
+    assert config["auto_map"]["AutoModel"] == "modeling_agqg.AGQGForImageQualityAssessment"
+    assert config["custom_pipelines"]["image-quality"]["impl"] == "pipeline_agqg.ImageQualityPipeline"
+
+    card = ModelCard(files["README.md"].decode())
+    assert "Synthetic demonstration" in card.text
+    measured = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert measured == {("synthetic-distortions", "spearmanr"): 0.8765, ("synthetic-distortions", "pearsonr"): 0.8891}
+    assert "| synthetic-distortions | test | 48 | 0.8765 | 0.7012 | 0.8891 | 0.9012 | 0.4321 |" in card.text
+
+    loaded = _load_in_fresh_process("agqg-tester/tiny-agqg", "main", image_paths, hub.env, tmp_path)
+    local = _local_scores(model_dir, image_paths)
+    assert not loaded["local_package_imported"]
+    np.testing.assert_allclose(loaded["auto"], local, atol=1e-5)
+    np.testing.assert_allclose(loaded["pipeline"], local, atol=1e-5)
+    assert len(set(np.round(local, 6))) == len(local), "distinct images must score differently for a meaningful check"
+
+
+@pytest.mark.slow
+def test_code_repo_mode_serves_code_from_one_repository(
+    hub: HubServer, model_dir: Path, image_paths: list[str], tmp_path: Path
+) -> None:
+    from modeling_agqg.cli import main
+
+    original_config = (model_dir / "config.json").read_bytes()
+    args = ["push", str(model_dir), "agqg-tester/tiny-weights", "--code-repo", "agqg-tester/agqg-code"]
+    assert main([*args, "--revision", "v1"]) == 0
+    assert (model_dir / "config.json").read_bytes() == original_config, "the local config must stay as it was"
+
+    weights = hub.files("agqg-tester/tiny-weights", revision="v1")
+    code = {p.name for p in model_dir.glob("*.py")}
+    assert {"configuration_agqg.py", "modeling_agqg.py", "pipeline_agqg.py"} <= code
+    assert not code & set(weights)
+    assert set(hub.files("agqg-tester/agqg-code")) == code | {".gitattributes"}
+    assert set(weights) == _published_files(model_dir) - code | {".gitattributes"}
+    config = json.loads(weights["config.json"])
+    assert config["auto_map"] == {
+        "AutoConfig": "agqg-tester/agqg-code--configuration_agqg.AGQGConfig",
+        "AutoModel": "agqg-tester/agqg-code--modeling_agqg.AGQGForImageQualityAssessment",
+    }
+    assert (
+        config["custom_pipelines"]["image-quality"]["impl"]
+        == "agqg-tester/agqg-code--pipeline_agqg.ImageQualityPipeline"
+    )
+    assert set(hub.files("agqg-tester/tiny-weights", revision="main")) == {".gitattributes"}, "v1 only"
+
+    loaded = _load_in_fresh_process("agqg-tester/tiny-weights", "v1", image_paths, hub.env, tmp_path)
+    np.testing.assert_allclose(loaded["pipeline"], _local_scores(model_dir, image_paths), atol=1e-5)
+    np.testing.assert_allclose(loaded["auto"], loaded["pipeline"], atol=1e-6)
+
+
+def test_push_of_unchanged_folder_uploads_nothing(hub: HubServer, model_dir: Path) -> None:
+    from hub_cards.publish import push
+
+    first = push(model_dir, "agqg-tester/again")
+    assert set(first.uploaded) == _published_files(model_dir) and first.unchanged == []
+    commits_before = len(hub.repos[("model", "agqg-tester/again")].commits)
+    second = push(model_dir, "agqg-tester/again")
+    assert second.uploaded == [] and set(second.unchanged) == _published_files(model_dir) and second.commit_url is None
+    assert len(hub.repos[("model", "agqg-tester/again")].commits) == commits_before
+
+    (model_dir / "eval_results.json").write_text(json.dumps({**EVAL_RESULTS, "model_name": "renamed"}))
+    third = push(model_dir, "agqg-tester/again")
+    assert third.uploaded == ["README.md", "eval_results.json"], "only the changed files go up"
+
+
+def test_private_push_to_a_branch(hub: HubServer, model_dir: Path) -> None:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from modeling_agqg.cli import main
+
+    assert (
+        main(["push", str(model_dir), "agqg-tester/hidden", "--private", "--revision", "dev", "--commit-message", "v0"])
+        == 0
+    )
+    repo = hub.repos[("model", "agqg-tester/hidden")]
+    assert repo.private and repo.commits[repo.branches["dev"]].title == "v0"
+    assert REQUIRED_FILES <= set(hub.files("agqg-tester/hidden", revision="dev"))
+    assert set(hub.files("agqg-tester/hidden", revision="main")) == {".gitattributes"}
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(token=False).model_info("agqg-tester/hidden")
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures: nothing half-committed, the local folder intact, a clear report, a retry completes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_failed_commit_reports_files_and_retry_completes(
+    hub: HubServer, model_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from modeling_agqg.cli import main
+
+    before = _folder_digest(model_dir)
+    hub.fail_next("POST", r"/commit/main$", status=500)
+    assert main(["push", str(model_dir), "agqg-tester/flaky"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "run the same command again" in err
+    for name in _published_files(model_dir):
+        assert name in err, f"the report must name {name} as not uploaded"
+    assert _folder_digest(model_dir) == before, "a failed push must not touch the local folder"
+    assert set(hub.files("agqg-tester/flaky")) == {".gitattributes"}, "nothing may be half-committed"
+
+    assert main(["push", str(model_dir), "agqg-tester/flaky"]) == 0
+    assert REQUIRED_FILES <= set(hub.files("agqg-tester/flaky"))
+    weight_uploads = [
+        p for m, p, s in hub.request_log if m == "PUT" and p.startswith("/lfs-upload/model/agqg-tester/flaky")
+    ]
+    assert len(weight_uploads) == 1, "the retry must not re-send large files the Hub already stored"
+    assert _folder_digest(model_dir) == before
+
+
+def test_failed_large_file_upload_then_retry(hub: HubServer, model_dir: Path) -> None:
+    from hub_cards.publish import PushError, push
+
+    hub.fail_next("PUT", r"^/lfs-upload/", status=403)  # not retried by the client, unlike 5xx
+    with pytest.raises(PushError) as failure:
+        push(model_dir, "agqg-tester/lfs-fail")
+    assert set(failure.value.report.not_uploaded) == _published_files(model_dir)
+    assert "model.safetensors" in str(failure.value)
+    report = push(model_dir, "agqg-tester/lfs-fail")
+    assert set(report.uploaded) == _published_files(model_dir)
+    assert hub.files("agqg-tester/lfs-fail")["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_push_killed_mid_upload_then_retry_completes(hub: HubServer, model_dir: Path, tmp_path: Path) -> None:
+    before = _folder_digest(model_dir)
+    held = hub.hold_next("PUT", r"^/lfs-upload/")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modeling_agqg.cli", "push", str(model_dir), "agqg-tester/killed"],
+        env=hub.env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert held.reached.wait(timeout=120), "the push never reached the large-file upload"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        held.release.set()
+        if process.poll() is None:
+            process.kill()
+    assert set(hub.files("agqg-tester/killed")) == {".gitattributes"}
+    assert _folder_digest(model_dir) == before
+
+    from hub_cards.publish import push
+
+    report = push(model_dir, "agqg-tester/killed")
+    assert set(report.uploaded) == _published_files(model_dir)
+    assert REQUIRED_FILES <= set(hub.files("agqg-tester/killed"))
+
+
+def test_incomplete_folder_is_refused_before_any_upload(
+    hub: HubServer, model_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from modeling_agqg.cli import main
+
+    (model_dir / "pipeline_agqg.py").unlink()
+    assert main(["push", str(model_dir), "agqg-tester/broken"]) == 2
+    err = capsys.readouterr().err
+    assert str(model_dir) in err and "pipeline_agqg.py" in err
+    assert hub.repos == {} and not [r for r in hub.request_log if r[0] != "GET"]
+
+
+def test_bad_eval_results_are_refused_before_any_upload(
+    hub: HubServer, model_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from modeling_agqg.cli import main
+
+    broken = json.loads(json.dumps(EVAL_RESULTS))
+    broken["results"][0]["metrics"]["srcc"] = "high"
+    (model_dir / "eval_results.json").write_text(json.dumps(broken))
+    assert main(["push", str(model_dir), "agqg-tester/bad-eval"]) == 2
+    err = capsys.readouterr().err
+    assert "eval_results.json" in err and "results[0].metrics.srcc" in err
+    assert hub.repos == {}
+
+
+def test_invalid_user_card_is_rejected_by_the_hub_validation(hub: HubServer, model_dir: Path) -> None:
+    from hub_cards.publish import PushError, push
+
+    (model_dir / "README.md").write_text("---\nlicense: apache2\npipeline_tag: image-quality\n---\n# my model\n")
+    with pytest.raises(PushError) as failure:
+        push(model_dir, "agqg-tester/bad-card")
+    assert "license" in str(failure.value.__cause__) and "pipeline_tag" in str(failure.value.__cause__)
+    assert set(hub.files("agqg-tester/bad-card")) == {".gitattributes"}
+    report = push(model_dir, "agqg-tester/bad-card", regenerate_card=True)
+    assert "README.md" in report.uploaded
+    assert (model_dir / "README.md").read_text().startswith("---\nlicense: apache2"), "the local card is untouched"
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dataset_push_to_hub_and_load_dataset_round_trip(hub: HubServer, tmp_path: Path) -> None:
+    import datasets
+
+    from hub_cards import render_dataset_card
+    from hub_cards.publish import push_dataset
+
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)) for i in range(8)]
+    mos = [float(v) for v in rng.uniform(1, 5, size=8)]
+    table = datasets.Dataset.from_dict(
+        {"image": images, "mos": mos, "prompt": [f"a cat number {i}" for i in range(8)]},
+        features=datasets.Features(
+            {"image": datasets.Image(), "mos": datasets.Value("float32"), "prompt": datasets.Value("string")}
+        ),
+    )
+    splits = datasets.DatasetDict({"train": table.select(range(6)), "test": table.select(range(6, 8))})
+    card = render_dataset_card(
+        splits, repo_id="agqg-tester/tiny-iqa", pretty_name="Tiny IQA", license="cc-by-4.0", mos_range=(1, 5)
+    )
+    push_dataset(splits, "agqg-tester/tiny-iqa", card=card)
+
+    readme = hub.files("agqg-tester/tiny-iqa", repo_type="dataset")["README.md"].decode()
+    assert "# Tiny IQA" in readme and "`mos` is on **[1, 5]**" in readme, "the card text survives push_to_hub"
+    assert "configs:" in readme and "dataset_info:" in readme, "push_to_hub adds its metadata to the card"
+
+    loaded = datasets.load_dataset("agqg-tester/tiny-iqa", cache_dir=str(tmp_path / "datasets_cache"))
+    assert {name: split.num_rows for name, split in loaded.items()} == {"train": 6, "test": 2}
+    for split_name, indices in (("train", range(6)), ("test", range(6, 8))):
+        for row, index in zip(loaded[split_name], indices, strict=True):
+            np.testing.assert_array_equal(np.asarray(row["image"]), np.asarray(images[index]))
+            assert row["mos"] == pytest.approx(mos[index], rel=1e-6)
+            assert row["prompt"] == f"a cat number {index}"
+    assert os.environ["HF_TOKEN"] == TEST_TOKEN
+
+
+def test_server_stops_and_frees_its_port() -> None:
+    import socket
+
+    server = HubServer().start()
+    port = int(server.url.rsplit(":", 1)[1])
+    assert server.url.startswith("http://127.0.0.1:")
+    server.stop()
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.05)
+    pytest.fail("the test server still accepts connections after stop()")
