@@ -672,7 +672,7 @@ def _resolve_image_folder(table: _Table, root: Path, image_dir: str | Path | Non
         folder = root / candidate
         if not folder.is_dir():
             continue
-        count = sum((folder / f).is_file() for f in table.frame["file"])
+        count = sum((folder / _resolve_extension(folder, f)).is_file() for f in table.frame["file"])
         if count > best_count:
             best, best_count = folder, count
         if count == len(table.frame):
@@ -881,10 +881,11 @@ def load_split(
         if "set" not in full.column_names:
             raise ValueError(f"{name}: protocol='set-column' needs a 'set' column; columns are {full.column_names}")
         indices: dict[str, list[int]] = {}
+        names = full["name"]
         for index, value in enumerate(full["set"]):
             key = _SET_NAMES.get(str(value).strip().lower())
             if key is None:
-                raise BadRowsError(f"{name}: row {index} ({full[index]['name']!r}) has unknown set {value!r}")
+                raise BadRowsError(f"{name}: row {index} ({names[index]!r}) has unknown set {value!r}")
             indices.setdefault(key, []).append(index)
         source = "set column"
     elif protocol == "files":
@@ -1004,7 +1005,8 @@ def _split_from_files(
         indices[split_name] = chosen
     overlap = set(indices["train"]) & set(indices["validation"])
     if overlap:
-        names = sorted({full[i]["name"] for i in list(overlap)[:_EXAMPLES_SHOWN]})
+        all_names = full["name"]
+        names = sorted({all_names[i] for i in list(overlap)[:_EXAMPLES_SHOWN]})
         logger.warning("%s split %s: %d image(s) in both train and val, e.g. %s", spec.name, split, len(overlap), names)
     return indices, f"split files in {folder}"
 
