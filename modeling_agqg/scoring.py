@@ -1,0 +1,753 @@
+"""Scoring at scale: `agqg score`, `agqg explain` and the Python counterpart `score(...)`.
+
+`agqg score INPUT... --model ID_OR_DIR --out results.csv` streams images from files, folders, globs, list
+files or saved datasets (`_scoring_inputs`) through DataLoader workers that decode and preprocess them
+(`_scoring_stream`, `_scoring_preprocess`) while the model scores the previous batch, and appends one row
+per image (path, score, grade, one probability per grade, ability) to a CSV, JSON Lines or Parquet file a
+batch at a time (`_scoring_writers`). Unreadable inputs go to an errors file with the reason. Rerunning the
+same command after Ctrl-C or kill -9 resumes: rows already written are skipped, the final file equals an
+uninterrupted run's. Under `accelerate launch` the chunks of inputs are dealt out to the processes and
+process 0 merges their part files in input order.
+
+Speed: the grade-prompt text features are cached in the model, so a batch costs one vision-tower forward.
+`--dtype auto` runs it under bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX) and on GPUs with
+bf16 (fp16 on older GPUs); `--dtype fp32` opts out.
+
+Exit codes: 0 every input scored; 3 finished but some inputs were skipped (listed in the errors file);
+1 aborted (`--on-error fail`, unusable output file, interrupted); 2 bad command line or inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._scoring_inputs import InputError, ScoringItem, check_inputs, iter_items
+from ._scoring_preprocess import PREPROCESS_MODES, PreprocessSpec, normalize_batch
+from ._scoring_stream import ChunkBatch, ScoringStream, StreamConfig, iter_chunks
+from ._scoring_writers import (
+    CHUNK_FIELD,
+    ERROR_COLUMNS,
+    AppendOnlyTable,
+    OutputFileError,
+    finalize_parquet,
+    merge_parts,
+    output_format,
+    parquet_done_keys,
+    result_columns,
+)
+from .pipeline_agqg import ImageLoadError
+
+EXIT_OK = 0
+EXIT_ABORTED = 1
+EXIT_USAGE = 2
+EXIT_SKIPPED = 3
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---------------------------------------------------------------------------------------------
+# Device, dtype and model
+# ---------------------------------------------------------------------------------------------
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AMX tiles or AVX512-BF16).
+
+    `torch.backends.cpu.get_cpu_capability()` only says "AVX512", so ask torch's feature probes, falling back
+    to the kernel's CPU flags on builds without them.
+    """
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    if any(probe is not None for probe in probes):
+        return any(bool(probe()) for probe in probes if probe is not None)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "cpu", "cuda" (or "cuda:N") or "auto" (CUDA when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available to torch here")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Compute dtype of the vision tower: "auto" is bf16 on CPUs with native bf16 and on bf16-capable GPUs,
+    fp16 on other GPUs, fp32 otherwise."""
+    if name != "auto":
+        return DTYPES[name]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def load_model(model: Any, device: torch.device | None = None) -> Any:
+    """A model object as is, or `AutoModel.from_pretrained(path_or_hub_id, trust_remote_code=True)`, in eval mode."""
+    if isinstance(model, (str, os.PathLike)):
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(os.fspath(model), trust_remote_code=True)
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def model_image_processor(model: Any) -> Any:
+    processor = getattr(model, "image_processor", None)
+    return processor if processor is not None else model.default_image_processor()
+
+
+class Scorer:
+    """Runs an AGQG model on preprocessed batches and averages multi-crop views.
+
+    Args:
+        model: An `AGQGForImageQualityAssessment` (on `device`, eval mode).
+        device: Where the forward runs.
+        dtype: Autocast dtype (float32 = no autocast).
+        spec: The preprocessing spec (normalises uint8 batches on the device), None in "processor" mode.
+        views: Views per image (1 + number of crops).
+    """
+
+    def __init__(
+        self, model: Any, device: torch.device, dtype: torch.dtype, spec: PreprocessSpec | None, views: int = 1
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.spec = spec
+        self.views = views
+        self.grade_names = list(model.config.grade_names)
+        self.columns = result_columns(self.grade_names)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def __call__(self, pixel_values: torch.Tensor, prompts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Scores B images given as (B * views, 3, h, w) pixels (uint8 or normalised float).
+
+        Returns float32 CPU tensors averaged over each image's views: `score` (B,), `grade_probs` (B, K),
+        `ability` (B,). Averaging the probabilities averages the scores too (the score is linear in them).
+        """
+        pixels = normalize_batch(pixel_values.to(self.device, non_blocking=True), self.spec)
+        inputs: dict[str, torch.Tensor] = {"pixel_values": pixels}
+        if prompts is not None:
+            tokens = self.model.tokenize_alignment_prompts(getattr(self.model, "tokenizer", None), list(prompts))
+            for name, value in tokens.items():
+                inputs[name] = value.repeat_interleave(self.views, dim=0).to(self.device)
+        with self.autocast():
+            output = self.model(**inputs)
+        count = pixels.shape[0] // self.views
+        return {
+            "score": output.score.float().view(count, self.views).mean(1).cpu(),
+            "grade_probs": output.grade_probs.float().view(count, self.views, -1).mean(1).cpu(),
+            "ability": output.ability.float().view(count, self.views).mean(1).cpu(),
+        }
+
+    def rows(self, keys: Sequence[str], scored: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """One output row per key: path, score, grade (most probable), prob_<grade>..., ability."""
+        rows = []
+        probs = scored["grade_probs"].tolist()
+        for key, value, p, ability in zip(
+            keys, scored["score"].tolist(), probs, scored["ability"].tolist(), strict=True
+        ):
+            row: dict[str, Any] = {
+                "path": key,
+                "score": value,
+                "grade": self.grade_names[max(range(len(p)), key=p.__getitem__)],
+            }
+            row.update({f"prob_{name}": prob for name, prob in zip(self.grade_names, p, strict=True)})
+            row["ability"] = ability
+            rows.append(row)
+        return rows
+
+
+def _preprocess_setup(model: Any, mode: str, crops: int) -> tuple[str, PreprocessSpec | None, Any]:
+    processor = model_image_processor(model)
+    spec = PreprocessSpec.from_image_processor(processor) if mode != "processor" else None
+    if spec is None:
+        mode = "processor"
+        if crops > 0:
+            spec = PreprocessSpec.from_image_processor(processor)
+    return mode, spec, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# Python API
+# ---------------------------------------------------------------------------------------------
+
+
+def _api_items(images_or_paths: Any, prompts: Sequence[str] | None) -> Iterator[ScoringItem]:
+    if isinstance(images_or_paths, (str, os.PathLike)) or hasattr(images_or_paths, "size"):
+        images_or_paths = [images_or_paths]
+    images_or_paths = list(images_or_paths)
+    if prompts is not None and len(prompts) != len(images_or_paths):
+        raise ValueError(f"got {len(prompts)} prompts for {len(images_or_paths)} images")
+    for index, source in enumerate(images_or_paths):
+        prompt = prompts[index] if prompts is not None else None
+        if isinstance(source, (str, os.PathLike)):
+            path = os.fspath(source)
+            if os.path.isfile(path) and not path.lower().endswith((".txt", ".lst", ".csv", ".tsv")):
+                yield ScoringItem(key=path, path=path, prompt=prompt)
+            elif os.path.exists(path) or any(c in path for c in "*?["):
+                yield from iter_items([path])
+            else:
+                yield ScoringItem(key=path, error=f"{path}: file not found")
+        else:
+            yield ScoringItem(key=f"<image {index}>", image=source, prompt=prompt)
+
+
+def score(
+    images_or_paths: Any,
+    model: Any,
+    *,
+    batch_size: int = 32,
+    device: str = "auto",
+    dtype: str = "auto",
+    crops: int = 0,
+    prompts: Sequence[str] | None = None,
+    preprocess: str = "fast",
+    on_error: str = "skip",
+    as_dataframe: bool = False,
+    progress: bool = False,
+) -> list[dict[str, Any]] | Any:
+    """Scores images in a notebook or script.
+
+    Args:
+        images_or_paths: A path, a PIL image, or a list of them; folders, globs, list files and saved datasets
+            are expanded as by `agqg score`.
+        model: An AGQG model object, or a local folder / Hub id loaded with
+            `AutoModel.from_pretrained(..., trust_remote_code=True)`.
+        batch_size: Images per forward (times `1 + crops` views).
+        device: "auto", "cpu" or "cuda".
+        dtype: "auto", "fp32", "bf16" or "fp16" (see the module docstring).
+        crops: Extra evenly spaced crops per image, averaged with the resized image.
+        prompts: One generation prompt per input (alignment scoring), or None.
+        preprocess: "fast", "exact" or "processor" (see `_scoring_preprocess`).
+        on_error: "skip" (the image's dict has an `error` and no score) or "raise".
+        as_dataframe: Return a pandas DataFrame instead of a list of dicts.
+        progress: Show a tqdm bar.
+
+    Returns:
+        One dict per image in input order: path, score, grade, prob_<grade>..., ability (or path, error).
+    """
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error={on_error!r}; expected 'skip' or 'raise'")
+    if preprocess not in PREPROCESS_MODES:
+        raise ValueError(f"preprocess={preprocess!r}; expected one of {PREPROCESS_MODES}")
+    torch_device = resolve_device(device)
+    was_training = getattr(model, "training", False)
+    model = load_model(model)
+    model_device = next(model.parameters()).device
+    if model_device != torch_device:
+        model = model.to(torch_device)
+    mode, spec, processor = _preprocess_setup(model, preprocess, crops)
+    config = StreamConfig(
+        inputs=[], batch_size=batch_size, crops=crops, mode=mode, spec=spec, image_processor=processor
+    )
+    stream = ScoringStream(config)
+    scorer = Scorer(model, torch_device, resolve_dtype(dtype, torch_device), spec, views=1 + crops)
+    results: list[dict[str, Any]] = []
+    items = list(_api_items(images_or_paths, prompts))
+    with_prompts = any(item.prompt is not None for item in items)
+    bar = _progress_bar(len(items), enabled=progress)
+    try:
+        for index, chunk in iter_chunks(iter(items), batch_size):
+            batch = stream.load_chunk(index, chunk)
+            failed = dict(batch.errors)
+            if failed and on_error == "raise":
+                key, reason = batch.errors[0]
+                raise ImageLoadError(f"{key}: {reason}")
+            scored_rows = {}
+            if batch.keys:
+                chunk_prompts = [item.prompt or "" for item in chunk if item.key in set(batch.keys)]
+                scored = scorer(batch.pixel_values, chunk_prompts if with_prompts else None)
+                scored_rows = dict(zip(batch.keys, scorer.rows(batch.keys, scored), strict=True))
+            for item in chunk:
+                results.append(scored_rows.get(item.key) or {"path": item.key, "error": failed.get(item.key, "")})
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        if was_training:
+            model.train()
+    if as_dataframe:
+        import pandas as pd
+
+        return pd.DataFrame(results)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# agqg score
+# ---------------------------------------------------------------------------------------------
+
+
+def _progress_bar(total: int | None, enabled: bool = True) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True, smoothing=0.05)
+
+
+def default_errors_path(out: str) -> str:
+    stem, _ = os.path.splitext(out)
+    return f"{stem}.errors.csv"
+
+
+def _default_workers(device: torch.device) -> int:
+    cores = os.cpu_count() or 1
+    if device.type == "cuda":
+        return min(8, max(cores - 1, 0))
+    # On CPU the model already uses every core; one worker per four cores overlaps decoding without starving it.
+    return 0 if cores <= 1 else min(4, max(1, cores // 4))
+
+
+class _Distributed:
+    """Process group helpers; a single process when not launched by `accelerate launch`/torchrun."""
+
+    def __init__(self, device_name: str) -> None:
+        self.state = None
+        self.rank, self.world_size = 0, 1
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import PartialState
+
+            self.state = PartialState(cpu=device_name == "cpu")
+            self.rank, self.world_size = self.state.process_index, self.state.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, name: str) -> torch.device:
+        if self.state is not None and name == "auto":
+            return self.state.device
+        if self.state is not None and name.startswith("cuda"):
+            return self.state.device
+        return resolve_device(name)
+
+    def barrier(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def sum(self, values: list[float]) -> list[float]:
+        if self.state is None:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.state.device)
+        torch.distributed.all_reduce(tensor)
+        return tensor.tolist()
+
+
+def _part_paths(out: str, errors_path: str, rank: int, world: int) -> tuple[str, str]:
+    return f"{out}.part{rank}-of-{world}.jsonl", f"{errors_path}.part{rank}-of-{world}.jsonl"
+
+
+def _check_parts_world(out: str, world: int) -> None:
+    for path in glob.glob(glob.escape(out) + ".part*-of-*.jsonl"):
+        if not path.endswith(f"-of-{world}.jsonl"):
+            raise OutputFileError(
+                f"{path} is left from an interrupted run with another number of processes; resume with that "
+                "number, or pass --overwrite"
+            )
+
+
+def _remove(paths: Iterable[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+class _Outputs:
+    """The output and errors files of one process, and what they already hold."""
+
+    def __init__(self, args: argparse.Namespace, columns: list[str], dist: _Distributed) -> None:
+        self.out = args.out
+        self.fmt = output_format(args.out)
+        self.errors_path = args.errors or default_errors_path(args.out)
+        self.dist = dist
+        self.columns = columns
+        self.partial = AppendOnlyTable(f"{args.out}.partial.jsonl", columns, "jsonl")
+        final_table = self.partial if self.fmt == "parquet" else AppendOnlyTable(args.out, columns, self.fmt)
+        self.final_results = final_table
+        self.final_errors = AppendOnlyTable(self.errors_path, ERROR_COLUMNS, "csv")
+        part_results, part_errors = _part_paths(args.out, self.errors_path, dist.rank, dist.world_size)
+        if dist.world_size > 1:
+            self.results = AppendOnlyTable(part_results, columns, "jsonl", extra_fields=[CHUNK_FIELD])
+            self.errors = AppendOnlyTable(part_errors, ERROR_COLUMNS, "jsonl", extra_fields=[CHUNK_FIELD])
+        else:
+            self.results, self.errors = self.final_results, self.final_errors
+
+    def all_paths(self) -> list[str]:
+        parts = glob.glob(glob.escape(self.out) + ".part*-of-*.jsonl")
+        parts += glob.glob(glob.escape(self.errors_path) + ".part*-of-*.jsonl")
+        return [self.out, self.errors_path, self.partial.path, f"{self.out}.tmp", *parts]
+
+    def done_keys(self) -> tuple[set[str], set[str]]:
+        """(keys with a result row, keys with an error row) over final, partial and this process's part files."""
+        scored = self.final_results.done_keys()
+        if self.fmt == "parquet":
+            scored |= parquet_done_keys(self.out)
+        failed = self.final_errors.done_keys()
+        if self.results is not self.final_results:
+            scored |= self.results.done_keys()
+            failed |= self.errors.done_keys()
+        return scored, failed
+
+    def merge(self) -> None:
+        """Process 0, after every process finished: part files -> final files in input order, each row once."""
+        world = self.dist.world_size
+        if world > 1:
+            parts = [_part_paths(self.out, self.errors_path, rank, world) for rank in range(world)]
+            result_parts = [AppendOnlyTable(r, self.columns, "jsonl", [CHUNK_FIELD]) for r, _ in parts]
+            error_parts = [AppendOnlyTable(e, ERROR_COLUMNS, "jsonl", [CHUNK_FIELD]) for _, e in parts]
+            already = self.final_results.done_keys() | (parquet_done_keys(self.out) if self.fmt == "parquet" else set())
+            merge_parts(result_parts, self.final_results, already)
+            merge_parts(error_parts, self.final_errors, self.final_errors.done_keys())
+            self.final_results.close()
+            self.final_errors.close()
+            _remove(path for pair in parts for path in pair)
+        if self.fmt == "parquet" and (os.path.exists(self.partial.path) or not os.path.exists(self.out)):
+            finalize_parquet(self.out, self.partial)
+
+    def count_errors(self) -> int:
+        return sum(1 for _ in self.final_errors.iter_rows())
+
+
+def _error(message: str) -> None:
+    print(f"agqg score: error: {message}", file=sys.stderr)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """`agqg score`: see the module docstring. Returns the exit code."""
+    started = time.perf_counter()
+    try:
+        check_inputs(args.inputs)
+        if args.batch_size < 1 or args.crops < 0:
+            raise InputError("--batch-size must be >= 1 and --crops >= 0")
+        output_format(args.out)
+    except (InputError, OutputFileError) as error:
+        _error(str(error))
+        return EXIT_USAGE
+    dist = _Distributed(args.device)
+    try:
+        device = dist.device(args.device)
+    except ValueError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    model = load_model(args.model, device)
+    dtype = resolve_dtype(args.dtype, device)
+    mode, spec, processor = _preprocess_setup(model, args.preprocess, args.crops)
+    scorer = Scorer(model, device, dtype, spec, views=1 + args.crops)
+    outputs = _Outputs(args, scorer.columns, dist)
+
+    try:
+        if args.overwrite and dist.is_main:
+            _remove(outputs.all_paths())
+        dist.barrier()
+        _check_parts_world(args.out, dist.world_size)
+        scored_before, failed_before = outputs.done_keys()
+    except OutputFileError as error:
+        _error(str(error))
+        return EXIT_ABORTED
+
+    config = StreamConfig(
+        inputs=list(args.inputs),
+        batch_size=args.batch_size,
+        crops=args.crops,
+        mode=mode,
+        spec=spec,
+        image_processor=processor,
+        root=args.root,
+        path_column=args.path_column,
+        prompt_column=args.prompt_column,
+        image_column=args.image_column,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
+    stream = ScoringStream(config, frozenset(scored_before | failed_before))
+    try:
+        total = stream.count_new_items()
+    except InputError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    workers = _default_workers(device) if args.workers is None else args.workers
+    loader = torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_identity,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    scored_count, skipped_count, score_sum = 0, 0, 0.0
+    bar = _progress_bar(total, enabled=dist.is_main and not args.quiet)
+    try:
+        for batch in loader:
+            if batch.errors:
+                outputs.errors.append([_error_row(key, reason, batch) for key, reason in batch.errors])
+                skipped_count += len(batch.errors)
+                if args.on_error == "fail":
+                    key, reason = batch.errors[0]
+                    _error(f"{key}: {reason} (--on-error fail; listed in {outputs.errors_path})")
+                    return EXIT_ABORTED
+            if batch.keys and any(batch.write):
+                rows = scorer.rows(batch.keys, scorer(batch.pixel_values, batch.prompts))
+                new_rows = [
+                    dict(row, **{CHUNK_FIELD: batch.chunk}) for row, new in zip(rows, batch.write, strict=True) if new
+                ]
+                outputs.results.append(new_rows)
+                scored_count += len(new_rows)
+                score_sum += sum(row["score"] for row in new_rows)
+            bar.update(batch.new_items)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"\nagqg score: interrupted; rows so far are in {args.out}: rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_ABORTED
+    except (InputError, OutputFileError, ValueError) as error:
+        bar.close()
+        _error(str(error))
+        return EXIT_ABORTED
+    finally:
+        outputs.results.close()
+        outputs.errors.close()
+    bar.close()
+
+    totals = dist.sum([scored_count, skipped_count, score_sum])
+    scored_count, skipped_count, score_sum = int(totals[0]), int(totals[1]), totals[2]
+    dist.barrier()
+    exit_code = EXIT_OK
+    if dist.is_main:
+        outputs.merge()
+        errors_total = outputs.count_errors()
+        exit_code = EXIT_SKIPPED if errors_total else EXIT_OK
+        elapsed = time.perf_counter() - started
+        mean = f"{score_sum / scored_count:.4f}" if scored_count else "n/a"
+        resumed = f" (+{len(scored_before)} already done)" if scored_before else ""
+        skipped = f", skipped {skipped_count}" + (f" ({errors_total} in all)" if errors_total != skipped_count else "")
+        where = f" -> {args.out}" + (f", errors -> {outputs.errors_path}" if errors_total else "")
+        print(
+            f"agqg score: scored {scored_count} images{resumed}{skipped}, mean score {mean}, {elapsed:.1f} s "
+            f"({scored_count / max(elapsed, 1e-9):.1f} images/s, {device.type} {str(dtype).removeprefix('torch.')})"
+            f"{where}",
+            file=sys.stderr,
+        )
+    dist.barrier()
+    return exit_code
+
+
+def _identity(batch: ChunkBatch) -> ChunkBatch:
+    return batch
+
+
+def _error_row(key: str, reason: str, batch: ChunkBatch) -> dict[str, Any]:
+    return {"path": key, "reason": reason, CHUNK_FIELD: batch.chunk}
+
+
+# ---------------------------------------------------------------------------------------------
+# agqg explain
+# ---------------------------------------------------------------------------------------------
+
+
+def explain(
+    image: Any, model: Any, *, prompt: str | None = None, device: str = "auto", dtype: str = "fp32", crops: int = 0
+) -> dict[str, Any]:
+    """Everything AGQG says about one image: score, grade probabilities, ability, thresholds, discrimination.
+
+    Returns a dict with `score`, `grade`, `grade_probs` {name: p}, `ability` (theta), `difficulties`
+    [b_1..b_{K-1}] (None for softmax grading), `discrimination` (a, None for softmax grading), `score_range`.
+    """
+    torch_device = resolve_device(device)
+    model = load_model(model, torch_device)
+    mode, spec, processor = _preprocess_setup(model, "exact", crops)
+    stream = ScoringStream(
+        StreamConfig(inputs=[], batch_size=1, crops=crops, mode=mode, spec=spec, image_processor=processor)
+    )
+    item = next(_api_items([image], [prompt] if prompt is not None else None))
+    batch = stream.load_chunk(0, [item])
+    if batch.errors:
+        raise ImageLoadError(f"{batch.errors[0][0]}: {batch.errors[0][1]}")
+    scorer = Scorer(model, torch_device, resolve_dtype(dtype, torch_device), spec, views=1 + crops)
+    pixels = normalize_batch(batch.pixel_values.to(torch_device), spec)
+    inputs: dict[str, torch.Tensor] = {"pixel_values": pixels}
+    if prompt is not None:
+        tokens = model.tokenize_alignment_prompts(getattr(model, "tokenizer", None), [prompt] * pixels.shape[0])
+        inputs.update({k: v.to(torch_device) for k, v in tokens.items()})
+    with torch.inference_mode(), scorer.autocast():
+        output = model(**inputs)
+    probs = output.grade_probs.float().mean(0)
+    names = scorer.grade_names
+    difficulties = output.difficulties
+    if difficulties is not None:
+        difficulties = difficulties.float().reshape(-1, difficulties.shape[-1]).mean(0).tolist()
+    discrimination = output.discrimination
+    if discrimination is not None:
+        discrimination = float(discrimination.float().mean())
+    return {
+        "path": item.key,
+        "score": float(output.score.float().mean()),
+        "grade": names[int(probs.argmax())],
+        "grade_probs": dict(zip(names, probs.tolist(), strict=True)),
+        "ability": float(output.ability.float().mean()),
+        "difficulties": difficulties,
+        "discrimination": discrimination,
+        "score_range": list(model.config.score_range),
+    }
+
+
+def format_explanation(result: dict[str, Any]) -> str:
+    """A text report: score, a bar per grade, ability and thresholds."""
+    low, high = result["score_range"]
+    lines = [
+        f"image: {result['path']}",
+        f"score: {result['score']:.4f} on [{low:g}, {high:g}]   most probable grade: {result['grade']}",
+        f"ability theta: {result['ability']:+.4f}",
+    ]
+    width = max(len(name) for name in result["grade_probs"])
+    for name, prob in result["grade_probs"].items():
+        lines.append(f"  {name:<{width}}  {prob:6.3f}  {'#' * round(prob * 40)}")
+    if result["difficulties"] is not None:
+        thresholds = "  ".join(f"b{i + 1}={b:+.3f}" for i, b in enumerate(result["difficulties"]))
+        lines.append(f"difficulty thresholds: {thresholds}   discrimination a={result['discrimination']:.3f}")
+    else:
+        lines.append("softmax grading: no difficulty thresholds (ability = centred expected grade)")
+    return "\n".join(lines)
+
+
+def plot_explanation(result: dict[str, Any], path: str) -> None:
+    """PNG: the grade distribution (top) and, on one latent axis, the GRM category curves, the difficulty
+    thresholds b_k and the image's ability theta (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .modeling_agqg import grm_grade_probs
+
+    names = list(result["grade_probs"])
+    probs = list(result["grade_probs"].values())
+    theta = result["ability"]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), gridspec_kw={"height_ratios": [1, 1.2]})
+    top.bar(names, probs, color="#4c72b0")
+    top.set_ylim(0, 1)
+    top.set_ylabel("P(grade)")
+    top.set_title(f"{Path(result['path']).name}: score {result['score']:.3f}, grade '{result['grade']}'")
+    for index, prob in enumerate(probs):
+        top.text(index, prob + 0.02, f"{prob:.2f}", ha="center")
+    if result["difficulties"] is not None:
+        thresholds = result["difficulties"]
+        a = result["discrimination"]
+        margin = 4.0 / a + 0.5
+        low, high = min(thresholds + [theta]) - margin, max(thresholds + [theta]) + margin
+        grid = torch.linspace(low, high, 400)
+        curves = grm_grade_probs(grid, torch.tensor(thresholds), torch.tensor(a))
+        for index, name in enumerate(names):
+            bottom.plot(grid.numpy(), curves[:, index].numpy(), label=f"P({name} | theta)")
+        for index, b in enumerate(thresholds):
+            bottom.axvline(b, color="grey", linestyle="--", linewidth=1)
+            bottom.text(b, 1.02, f"b{index + 1}", ha="center", color="grey")
+        bottom.legend(fontsize=8, loc="center right")
+    else:
+        bottom.text(0.5, 0.5, "softmax grading: no thresholds", transform=bottom.transAxes, ha="center")
+    bottom.axvline(theta, color="#c44e52", linewidth=2)
+    bottom.text(theta, -0.12, f"theta={theta:+.2f}", ha="center", color="#c44e52")
+    bottom.set_ylim(-0.18, 1.1)
+    bottom.set_xlabel("latent quality (ability theta; difficulty thresholds b_k)")
+    bottom.set_ylabel("P(grade | theta)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """`agqg explain`: prints the explanation and saves the PNG."""
+    try:
+        result = explain(
+            args.image, args.model, prompt=args.prompt, device=args.device, dtype=args.dtype, crops=args.crops
+        )
+    except (ImageLoadError, ValueError) as error:
+        print(f"agqg explain: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_explanation(result))
+    plot = args.plot or f"{Path(args.image).stem}.agqg.png"
+    plot_explanation(result, plot)
+    print(f"plot: {plot}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser
+# ---------------------------------------------------------------------------------------------
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="AGQG model folder or Hub id (loaded with trust_remote_code)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument(
+        "--crops", type=int, default=0, help="extra evenly spaced crops averaged with the resized image"
+    )
+
+
+def add_parser(subparsers: Any) -> None:
+    """Registers `agqg score` and `agqg explain`."""
+    parser = subparsers.add_parser(
+        "score",
+        help="score many images (files, folders, globs, lists, saved datasets) into a CSV/JSONL/Parquet file",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders, globs, .txt/.csv lists, saved datasets"
+    )
+    _add_common(parser)
+    parser.add_argument("--out", default="scores.csv", help="output file: .csv, .jsonl or .parquet")
+    parser.add_argument("--errors", default=None, help="errors file (path, reason); default <out>.errors.csv")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="compute dtype of the vision tower")
+    parser.add_argument("--prompt-column", default=None, help="generation-prompt column of a CSV list or dataset")
+    parser.add_argument("--path-column", default=None, help="image-path column of a CSV list (default: guessed)")
+    parser.add_argument("--image-column", default="image", help="image column of a saved dataset")
+    parser.add_argument(
+        "--root", default=None, help="base folder of relative paths in list files (default: the list's folder)"
+    )
+    parser.add_argument(
+        "--on-error", default="skip", choices=["skip", "fail"], help="unreadable input: list and go on, or stop"
+    )
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: by device)")
+    parser.add_argument("--preprocess", default="fast", choices=PREPROCESS_MODES, help="see docs/scoring.md")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_score)
+
+    explain_parser = subparsers.add_parser(
+        "explain",
+        help="print and plot one image's grade distribution, ability and difficulty thresholds",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    explain_parser.add_argument("image", help="image file")
+    _add_common(explain_parser)
+    explain_parser.add_argument("--dtype", default="fp32", choices=["auto", *DTYPES])
+    explain_parser.add_argument("--prompt", default=None, help="generation prompt (alignment grading)")
+    explain_parser.add_argument("--plot", default=None, help="PNG path (default: <image stem>.agqg.png)")
+    explain_parser.set_defaults(func=run_explain)
+
+
+__all__ = ["Scorer", "add_parser", "cpu_has_native_bf16", "explain", "load_model", "resolve_dtype", "score"]
