@@ -10,7 +10,8 @@ preprocessing, usage, the evaluation protocol with the measured numbers, limitat
      "results": [{"dataset": str, "split": str, "num_images": int,
                   "metrics": {"srcc": float, "krcc": float, "plcc": float, "plcc_logistic": float, "rmse": float}}]}
 
-`srcc` and `plcc` are required per result (they go into the card's `model-index`); the others may be missing or null.
+Every metric may be null (training writes NaN, e.g. the correlation of constant predictions, as null): the card then
+shows "–" and leaves that value out of its `model-index`, which holds SRCC and PLCC.
 """
 
 from __future__ import annotations
@@ -87,8 +88,7 @@ def load_eval_results(path: str | os.PathLike) -> dict[str, Any]:
             raise CardError(f"{path}: field '{where}.metrics' must be an object, got {metrics!r}")
         for name in TABLE_METRICS:
             value = metrics.get(name)
-            required = name in ("srcc", "plcc")
-            if value is None and not required:
+            if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise CardError(f"{path}: field '{where}.metrics.{name}' must be a finite number, got {value!r}")
@@ -137,6 +137,7 @@ def model_card_data(
         )
         for result in results
         for key, metric_type, metric_name in INDEX_METRICS
+        if result["metrics"].get(key) is not None
     ]
     return ModelCardData(
         license=license,
@@ -189,6 +190,7 @@ def render_model_card(
     model_dir = Path(model_dir)
     config = _read_json(model_dir / "config.json")
     processor = _read_json(_processor_file(model_dir))
+    processor = processor.get("image_processor", processor)  # transformers 5 nests it in processor_config.json
     if eval_results is None and (model_dir / EVAL_RESULTS_FILE).is_file():
         eval_results = load_eval_results(model_dir / EVAL_RESULTS_FILE)
     card_data = model_card_data(config, eval_results, license=license, base_model=base_model, datasets=datasets)
@@ -234,7 +236,7 @@ def render_model_card(
         torch_version=torch.__version__.split("+")[0],
         hub_version=huggingface_hub.__version__,
     )
-    check_model_card(card, expected_results=len((eval_results or {}).get("results", [])))
+    check_model_card(card, expected_values=len(card_data.eval_results or []))
     return card
 
 
@@ -246,7 +248,7 @@ def write_model_card(model_dir: str | os.PathLike, *, repo_id: str, **kwargs: An
 
 
 def check_model_card(
-    card: ModelCard | str, expected_results: int | None = None, *, require_agqg_fields: bool = True
+    card: ModelCard | str, expected_values: int | None = None, *, require_agqg_fields: bool = True
 ) -> list[EvalResult]:
     """Checks a model card offline: its YAML parses into `ModelCardData`, it carries the required fields, and its
     `model-index` parses with huggingface_hub's eval-result reader (`model_index_to_eval_results`). (The Hub's own
@@ -254,7 +256,7 @@ def check_model_card(
 
     Args:
         card: The card or its text.
-        expected_results: The number of evaluated dataset/splits the model-index must hold (SRCC and PLCC each).
+        expected_values: The number of metric values the model-index must hold.
         require_agqg_fields: Also require the fields and tags of a generated card (off for a user-written card).
 
     Returns:
@@ -277,17 +279,15 @@ def check_model_card(
         raise CardError(f"model card metadata lacks the tags {sorted(missing_tags)}")
     model_index = metadata.get("model-index")
     if model_index is None:
-        if expected_results:
-            raise CardError(f"model card has no model-index but {expected_results} evaluation results")
+        if expected_values:
+            raise CardError(f"model card has no model-index but {expected_values} evaluation values")
         return []
     try:
         _, parsed = model_index_to_eval_results(model_index)
     except (KeyError, TypeError, ValueError) as error:
         raise CardError(f"model-index does not parse with huggingface_hub's reader: {error!r}") from error
-    if expected_results is not None and len(parsed) != expected_results * len(INDEX_METRICS):
-        raise CardError(
-            f"model-index holds {len(parsed)} metric values, expected {expected_results * len(INDEX_METRICS)}"
-        )
+    if expected_values is not None and len(parsed) != expected_values:
+        raise CardError(f"model-index holds {len(parsed)} metric values, expected {expected_values}")
     return parsed
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_model
-from hub_server import TEST_TOKEN, HubServer, use_hub_server
+from hub_server import HubServer, use_hub_server
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -468,7 +468,6 @@ def test_dataset_push_to_hub_and_load_dataset_round_trip(hub: HubServer, tmp_pat
             np.testing.assert_array_equal(np.asarray(row["image"]), np.asarray(images[index]))
             assert row["mos"] == pytest.approx(mos[index], rel=1e-6)
             assert row["prompt"] == f"a cat number {index}"
-    assert os.environ["HF_TOKEN"] == TEST_TOKEN
 
 
 def test_server_stops_and_frees_its_port() -> None:

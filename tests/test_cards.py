@@ -1,0 +1,264 @@
+"""Model and dataset cards: rendered from a saved folder and `eval_results.json`, valid for huggingface_hub's card
+classes, its eval-result reader and the Hub's metadata validation (through the test server), and honest about
+synthetic models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_tiny_model
+from hub_server import HubServer, use_hub_server, validate_card_metadata
+from huggingface_hub import DatasetCard, ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+from hub_cards import (
+    CardError,
+    check_model_card,
+    load_eval_results,
+    model_card_data,
+    render_dataset_card,
+    render_model_card,
+    write_model_card,
+)
+
+REAL_RESULTS = {
+    "model_name": "agqg-clip-b16-agiqa3k",
+    "base_model": "openai/clip-vit-base-patch16",
+    "synthetic": False,
+    "results": [
+        {
+            "dataset": "AGIQA-3K",
+            "split": "val-split1",
+            "num_images": 596,
+            "metrics": {"srcc": 0.86123, "krcc": 0.6712, "plcc": 0.90456, "plcc_logistic": 0.9111, "rmse": 0.3921},
+        },
+        {
+            "dataset": "AIGCIQA2023",
+            "split": "test",
+            "num_images": 480,
+            "metrics": {"srcc": 0.8333, "krcc": None, "plcc": 0.8444, "plcc_logistic": None, "rmse": None},
+        },
+    ],
+}
+SYNTHETIC_RESULTS = {
+    "model_name": "agqg-quickstart",
+    "base_model": None,
+    "synthetic": True,
+    "results": [
+        {
+            "dataset": "synthetic-distortions",
+            "split": "test",
+            "num_images": 96,
+            "metrics": {"srcc": 0.9012, "krcc": 0.74, "plcc": 0.9123, "plcc_logistic": 0.92, "rmse": 0.31},
+        }
+    ],
+}
+
+
+def _saved(tokenizer, folder: Path, eval_results: dict | None = None, **overrides) -> Path:
+    make_tiny_model(tokenizer, **overrides).save_pretrained(folder)
+    if eval_results is not None:
+        (folder / "eval_results.json").write_text(json.dumps(eval_results))
+    return folder
+
+
+def test_card_of_a_trained_model_shows_its_numbers_and_parses(tokenizer, tmp_path: Path) -> None:
+    folder = _saved(tokenizer, tmp_path / "model", REAL_RESULTS)
+    card = render_model_card(folder, repo_id="someone/agqg-agiqa3k")
+    metadata = card.data.to_dict()
+
+    assert metadata["license"] == "apache-2.0" and metadata["library_name"] == "transformers"
+    assert metadata["pipeline_tag"] == "other"
+    assert {"image-quality-assessment", "agiqa", "clip", "custom_code", "agqg"} <= set(metadata["tags"])
+    assert metadata["base_model"] == "openai/clip-vit-base-patch16"
+    assert metadata["datasets"] == ["AGIQA-3K", "AIGCIQA2023"]
+    assert metadata["metrics"] == ["spearmanr", "pearsonr"]
+
+    # The model-index reads back, with huggingface_hub's reader, as exactly the measured SRCC and PLCC.
+    name, results = model_index_to_eval_results(metadata["model-index"])
+    assert name == "agqg-clip-b16-agiqa3k"
+    read_back = {(r.dataset_name, r.dataset_split, r.metric_type): r.metric_value for r in results}
+    expected = {
+        (result["dataset"], result["split"], metric_type): round(result["metrics"][key], 4)
+        for result in REAL_RESULTS["results"]
+        for key, metric_type in (("srcc", "spearmanr"), ("plcc", "pearsonr"))
+    }
+    assert read_back == expected
+    assert len(check_model_card(card, expected_values=4)) == 4
+
+    text = card.text
+    assert "Synthetic demonstration" not in text
+    assert "| AGIQA-3K | val-split1 | 596 | 0.8612 | 0.6712 | 0.9046 | 0.9111 | 0.3921 |" in text
+    assert "| AIGCIQA2023 | test | 480 | 0.8333 | – | 0.8444 | – | – |" in text
+    assert "**[1, 5]**" in text and "Higher is better" in text
+    assert "`bad`, `poor`, `fair`, `good`, `perfect`" in text
+    for snippet in (
+        'AutoModel.from_pretrained("someone/agqg-agiqa3k", trust_remote_code=True',
+        'AutoImageProcessor.from_pretrained("someone/agqg-agiqa3k"',
+        'pipeline("image-quality", model="someone/agqg-agiqa3k", trust_remote_code=True',
+        "agqg score images/ --model someone/agqg-agiqa3k",
+        "revision=",
+        "arXiv",
+        "2512.22780",
+        "a·d ≥ 1.0986",  # the unimodality bound ln 3 for K=5
+    ):
+        assert snippet in text, snippet
+    assert validate_card_metadata(str(card), "model") == []
+
+
+def test_card_of_a_synthetic_model_says_it_is_a_demonstration(tokenizer, tmp_path: Path) -> None:
+    folder = _saved(tokenizer, tmp_path / "model", SYNTHETIC_RESULTS)
+    card = render_model_card(folder, repo_id="someone/agqg-quickstart")
+    assert "**Synthetic demonstration.**" in card.text
+    assert "do not use its scores" in card.text
+    assert "synthetic-demo" in card.data.tags
+    assert card.data.base_model is None and card.data.datasets is None
+    assert "trained from scratch (no pretrained base model)" in card.text
+    assert "| synthetic-distortions | test | 96 | 0.9012 |" in card.text
+
+
+def test_undefined_metrics_show_as_dashes_and_stay_out_of_the_model_index(tokenizer, tmp_path: Path) -> None:
+    constant = json.loads(json.dumps(SYNTHETIC_RESULTS))
+    constant["results"][0]["metrics"].update(srcc=None, krcc=None, plcc=None, plcc_logistic=None)
+    constant["results"].append({**SYNTHETIC_RESULTS["results"][0], "split": "val"})
+    card = render_model_card(_saved(tokenizer, tmp_path / "model", constant), repo_id="someone/constant")
+    assert "| synthetic-distortions | test | 96 | – | – | – | – | 0.3100 |" in card.text
+    _, results = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    assert {(r.dataset_split, r.metric_type) for r in results} == {("val", "spearmanr"), ("val", "pearsonr")}
+
+
+def test_card_without_evaluation_results_has_no_model_index(tokenizer, tmp_path: Path) -> None:
+    card = render_model_card(_saved(tokenizer, tmp_path / "model"), repo_id="someone/untested")
+    assert "model-index" not in card.data.to_dict()
+    assert "No evaluation results were provided" in card.text
+    assert check_model_card(card) == []
+    assert validate_card_metadata(str(card), "model") == []
+
+
+def test_card_describes_softmax_grading_custom_grades_and_scale(tokenizer, tmp_path: Path) -> None:
+    folder = _saved(
+        tokenizer,
+        tmp_path / "model",
+        grading="softmax",
+        num_grades=3,
+        grade_names=["low", "medium", "high"],
+        score_range=(0.0, 100.0),
+    )
+    text = render_model_card(folder, repo_id="someone/softmax").text
+    assert "softmax aggregation" in text and "Graded Response Model head" not in text
+    assert "**[0, 100]**" in text and "grade 3 (`high`) to 100" in text
+    assert "probabilities of low, medium, high" in text
+
+
+def test_base_model_comes_from_the_clip_checkpoint_when_it_is_a_hub_id(tmp_path: Path) -> None:
+    hub_source = {"clip_config": {"_name_or_path": "openai/clip-vit-base-patch16"}}
+    assert model_card_data(hub_source, None).base_model == "openai/clip-vit-base-patch16"
+    local_folder = tmp_path / "clip"
+    local_folder.mkdir()
+    assert model_card_data({"clip_config": {"_name_or_path": str(local_folder)}}, None).base_model is None
+    assert model_card_data({"clip_config": {"_name_or_path": ""}}, None).base_model is None
+    assert model_card_data(hub_source, None, base_model="org/other").base_model == "org/other"
+
+
+def test_write_model_card_saves_readme(tokenizer, tmp_path: Path) -> None:
+    folder = _saved(tokenizer, tmp_path / "model", SYNTHETIC_RESULTS)
+    path = write_model_card(folder, repo_id="someone/agqg-quickstart", license="mit")
+    assert path == folder / "README.md"
+    assert ModelCard.load(path).data.license == "mit"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda d: d.pop("model_name"), "'model_name'"),
+        (lambda d: d.update(synthetic="yes"), "'synthetic'"),
+        (lambda d: d.update(results={}), "'results'"),
+        (lambda d: d["results"][0].pop("split"), "'results[0].split'"),
+        (lambda d: d["results"][0].update(num_images=-3), "'results[0].num_images'"),
+        (lambda d: d["results"][0].update(metrics=[0.9]), "'results[0].metrics'"),
+        (lambda d: d["results"][0]["metrics"].update(rmse=float("nan")), "'results[0].metrics.rmse'"),
+        (lambda d: d["results"][0]["metrics"].update(srcc="0.9"), "'results[0].metrics.srcc'"),
+    ],
+)
+def test_bad_eval_results_name_the_file_and_field(tmp_path: Path, mutate, field: str) -> None:
+    data = json.loads(json.dumps(SYNTHETIC_RESULTS))
+    mutate(data)
+    path = tmp_path / "eval_results.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(CardError) as error:
+        load_eval_results(path)
+    assert str(path) in str(error.value) and field in str(error.value)
+
+
+def test_eval_results_that_are_not_json_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "eval_results.json"
+    path.write_text("{not json")
+    with pytest.raises(CardError, match="eval_results.json: cannot read"):
+        load_eval_results(path)
+
+
+def test_check_model_card_rejects_a_broken_model_index() -> None:
+    text = "---\nlicense: mit\nmodel-index:\n- name: m\n  results:\n  - task: {type: other}\n---\n# m\n"
+    with pytest.raises(CardError):
+        check_model_card(text, require_agqg_fields=False)
+    with pytest.raises(CardError, match="pipeline_tag|library_name"):
+        check_model_card("---\nlicense: mit\n---\n# m\n")
+
+
+def test_hub_validation_accepts_our_cards_and_rejects_bad_metadata(
+    tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _saved(tokenizer, tmp_path / "model", REAL_RESULTS)
+    card = render_model_card(folder, repo_id="someone/agqg")
+    with HubServer() as server:
+        use_hub_server(monkeypatch, server, tmp_path / "hf_home")
+        card.validate()  # huggingface_hub's validation: POST /api/validate-yaml
+        bad = ModelCard(str(card).replace("pipeline_tag: other", "pipeline_tag: image-quality"))
+        with pytest.raises(ValueError, match="pipeline_tag"):
+            bad.validate()
+        with pytest.raises(ValueError, match="license"):
+            ModelCard(str(card).replace("license: apache-2.0", "license: apache2")).validate()
+        assert server.unhandled_requests == []
+    # The same checks, offline, on malformed metadata the card classes would not even build.
+    assert validate_card_metadata("---\ntags: [1, 2]\n---\n", "model")
+    assert validate_card_metadata("---\nmodel-index: [{name: m, results: [{task: {type: other}}]}]\n---\n", "model")
+    assert validate_card_metadata("---\n- a list\n---\n", "model") == ["metadata must be a YAML mapping"]
+    assert validate_card_metadata("---\nlicense: other\n---\n", "model") == ['"license: other" needs "license_name"']
+
+
+def test_dataset_card_describes_splits_columns_and_scale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    table = datasets.Dataset.from_dict({"mos": [1.5, 4.0, 3.0], "prompt": ["a", "b", "c"], "style": ["x", "y", "z"]})
+    splits = datasets.DatasetDict({"train": table.select([0, 1]), "test": table.select([2])})
+    card = render_dataset_card(
+        splits,
+        repo_id="someone/tiny-iqa",
+        pretty_name="Tiny IQA",
+        license="cc-by-nc-4.0",
+        mos_range=(0, 5),
+        source="Made up for a test.",
+        citation="@misc{tiny, title={Tiny}}",
+        column_meanings={"style": "the art style"},
+    )
+    text = str(card)
+    assert "`train`: 2 images" in text and "`test`: 1 images" in text
+    assert "| `mos` | float64 | mean opinion score (quality) |" in text
+    assert "| `style` | string | the art style |" in text
+    assert "`mos` is on **[0, 5]**, higher is better." in text
+    assert "Made up for a test." in text and "@misc{tiny" in text
+    assert "Synthetic demonstration" not in text
+    assert card.data.license == "cc-by-nc-4.0" and card.data.size_categories == ["n<1K"]
+    assert validate_card_metadata(text, "dataset") == []
+
+    synthetic = render_dataset_card(table, repo_id="someone/syn", pretty_name="Syn", license="mit", synthetic=True)
+    assert "Synthetic demonstration data" in str(synthetic) and "synthetic" in synthetic.data.tags
+    assert "**[1.5, 4]**" in str(synthetic) and "observed range" in str(synthetic)
+    with HubServer() as server:
+        use_hub_server(monkeypatch, server, tmp_path / "hf_home")
+        DatasetCard(str(synthetic)).validate()
+
+    with pytest.raises(CardError, match="no 'mos' column"):
+        render_dataset_card(table.remove_columns("mos"), repo_id="a/b", pretty_name="B", license="mit")
