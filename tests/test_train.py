@@ -1,0 +1,284 @@
+"""Training entry point: configuration (YAML + flags), optimiser groups, freezing, the cached-embedding head
+path, and a complete tiny run through `accelerate launch training/train.py`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO_ROOT, make_tiny_model
+
+from training.common import (
+    HeadOnlyScorer,
+    TrainConfig,
+    build_arg_parser,
+    freeze_parameters,
+    parameter_groups,
+    resolve_config,
+)
+
+TRAIN_SCRIPT = REPO_ROOT / "training" / "train.py"
+
+# A run small enough for tests: 32x32 synthetic crops, a 2-layer 32-wide CLIP, few images.
+TINY_RUN_FLAGS = [
+    "--synthetic_image_size", "32",
+    "--tiny_image_size", "32",
+    "--tiny_hidden_size", "32",
+    "--tiny_projection_dim", "32",
+    "--tiny_num_layers", "2",
+    "--max_train_samples", "96",
+    "--max_eval_samples", "41",
+    "--per_device_train_batch_size", "16",
+    "--per_device_eval_batch_size", "16",
+    "--mixed_precision", "no",
+]  # fmt: skip
+
+
+def subprocess_env(hf_home: Path) -> dict[str, str]:
+    """Environment of a training subprocess: offline, its own HF cache, the repository importable."""
+    env = dict(os.environ)
+    env.update(
+        HF_HOME=str(hf_home),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
+    )
+    return env
+
+
+def run_training(args: list[str], tmp_path: Path, *, launcher: list[str] | None = None, timeout: int = 300):
+    command = [*(launcher or [sys.executable]), str(TRAIN_SCRIPT), *args]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=subprocess_env(tmp_path / "hf_home"), capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 32-pixel synthetic dataset shared by the training subprocesses (they load it from disk)."""
+    from training.synthetic import build_synthetic_dataset
+
+    folder = tmp_path_factory.mktemp("synthetic32")
+    build_synthetic_dataset(folder, image_size=32, seed=0)
+    return folder
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_yaml_then_flags_override_and_resolved_types(tmp_path: Path) -> None:
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(
+        "learning_rate: 0.005\nnum_train_epochs: 3\nloss_weights: {l1: 1.0, fidelity: 0.5}\nhflip: true\n"
+        "grade_names: [awful, meh, fine]\n",
+        encoding="utf-8",
+    )
+    args = build_arg_parser().parse_args(
+        [
+            "--config",
+            str(config_file),
+            "--num_train_epochs",
+            "7",
+            "--loss_weights",
+            "mse=2,grm_nll=0.1",
+            "--hflip",
+            "no",
+        ]
+    )
+    config = resolve_config(args)
+    assert config.learning_rate == 0.005  # from YAML
+    assert config.num_train_epochs == 7  # flag beats YAML
+    assert config.loss_weights == {"mse": 2.0, "grm_nll": 0.1}
+    assert config.hflip is False
+    assert config.grade_names == ["awful", "meh", "fine"]
+    assert config.per_device_train_batch_size == TrainConfig().per_device_train_batch_size  # default kept
+
+
+def test_every_option_is_a_flag() -> None:
+    parser = build_arg_parser()
+    flags = {action.dest for action in parser._actions}
+    for field in TrainConfig.__dataclass_fields__:
+        assert field in flags
+
+
+def test_unknown_yaml_key_and_bad_value_name_their_source(tmp_path: Path) -> None:
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text("learning_rat: 0.1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*learning_rat"):
+        resolve_config({"config": str(config_file)})
+    with pytest.raises(ValueError, match="num_train_epochs"):
+        resolve_config({"num_train_epochs": "many"})
+    with pytest.raises(ValueError, match="mixed_precision"):
+        resolve_config({"mixed_precision": "fp8"})
+
+
+def test_shipped_configs_resolve() -> None:
+    configs = sorted((REPO_ROOT / "training" / "configs").glob("*.yaml"))
+    assert configs, "no configs shipped"
+    for path in configs:
+        resolve_config({"config": str(path)})
+
+
+# --- optimiser groups and freezing -----------------------------------------------------------
+
+
+def test_parameter_groups_split_head_and_backbone(tokenizer) -> None:
+    model = make_tiny_model(tokenizer)
+    groups = parameter_groups(model, head_lr=1e-3, backbone_lr=1e-5, weight_decay=0.1)
+    by_id = {id(p): g for g in groups for p in g["params"]}
+    for name, parameter in model.named_parameters():
+        group = by_id[id(parameter)]
+        assert group["lr"] == (1e-5 if name.startswith("clip.") else 1e-3), name
+        if parameter.ndim < 2:
+            assert group["weight_decay"] == 0.0, name
+    assert len(by_id) == sum(1 for _ in model.parameters())
+
+
+def test_freezing_leaves_the_right_parameters_trainable(tokenizer) -> None:
+    model = make_tiny_model(tokenizer)
+    freeze_parameters(model, freeze_backbone=False, freeze_text_tower=True)
+    assert not any(p.requires_grad for p in model.clip.text_model.parameters())
+    assert all(p.requires_grad for p in model.clip.vision_model.parameters())
+    groups = parameter_groups(model, head_lr=1e-3, backbone_lr=1e-5, weight_decay=0.0)
+    trainable = {id(p) for g in groups for p in g["params"]}
+    assert not trainable & {id(p) for p in model.clip.text_model.parameters()}
+
+    freeze_parameters(model, freeze_backbone=True, freeze_text_tower=False)
+    groups = parameter_groups(model, head_lr=1e-3, backbone_lr=1e-5, weight_decay=0.0)
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.head.parameters()}
+
+
+@pytest.mark.parametrize("grading", ["agqg", "softmax"])
+def test_head_only_scorer_matches_the_full_forward(tokenizer, grading: str) -> None:
+    model = make_tiny_model(tokenizer, grading=grading, score_range=(0.0, 4.5))
+    pixel_values = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(pixel_values=pixel_values)
+        cached = HeadOnlyScorer(model)(model.get_image_embeds(pixel_values))
+    for key in ("score", "grade_probs", "ability", "similarities"):
+        torch.testing.assert_close(getattr(cached, key), getattr(full, key), atol=1e-6, rtol=1e-6)
+
+
+def test_head_only_scorer_trains_only_the_head(tokenizer) -> None:
+    model = make_tiny_model(tokenizer)
+    freeze_parameters(model, freeze_backbone=True, freeze_text_tower=False)
+    embeds = model.get_image_embeds(torch.randn(4, 3, 32, 32)).detach()
+    HeadOnlyScorer(model)(embeds).score.sum().backward()
+    assert all(p.grad is not None for p in model.head.parameters())
+    assert all(p.grad is None for p in model.clip.parameters())
+
+
+# --- a complete run -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_accelerate_launch_run_writes_a_complete_model(tmp_path: Path, synthetic_cache: Path) -> None:
+    out = tmp_path / "run"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    result = run_training(
+        [
+            "--config",
+            "quickstart.yaml",
+            *TINY_RUN_FLAGS,
+            "--data_root",
+            str(synthetic_cache),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "2",
+            "--checkpointing_steps",
+            "2",
+            "--checkpoints_total_limit",
+            "2",
+            "--hflip",
+            "true",
+        ],  # fmt: skip
+        tmp_path,
+        launcher=launcher,
+    )
+    assert "SYNTHETIC DEMONSTRATION" in result.stdout
+
+    model_dir = out / "model"
+    for name in ("config.json", "model.safetensors", "modeling_agqg.py", "configuration_agqg.py", "pipeline_agqg.py",
+                 "eval_results.json", "train_config.yaml"):  # fmt: skip
+        assert (model_dir / name).is_file(), name
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    assert results["synthetic"] is True and results["base_model"] is None
+    assert results["model_name"] == "agqg-tiny-synthetic-quickstart"
+    splits = {entry["split"]: entry for entry in results["results"]}
+    assert set(splits) == {"validation", "test"}
+    assert splits["validation"]["num_images"] == 41
+    assert set(splits["test"]["metrics"]) == {"srcc", "krcc", "plcc", "plcc_logistic", "rmse"}
+
+    # Rotation kept the newest two step checkpoints (96 images / 16 = 6 steps per epoch, 12 steps in all).
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert checkpoints == ["step_10", "step_12"]
+    assert (out / "plots" / "validation_epoch000.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "plots" / "final_test.png").is_file()
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    resolved = resolve_config({"config": str(out / "train_config.yaml")})
+    assert resolved.num_train_epochs == 2 and resolved.hflip is True
+
+    # The saved folder scores through the public pipeline, like the final evaluation did.
+    from transformers import pipeline
+
+    scorer = pipeline("image-quality", model=str(model_dir), trust_remote_code=True)
+    from training.synthetic import build_synthetic_dataset
+
+    test_rows = build_synthetic_dataset(synthetic_cache, image_size=32, seed=0)["test"]
+    scores = [scorer(image)["score"] for image in test_rows.select(range(3))["image"]]
+    assert all(1.0 <= s <= 5.0 for s in scores)
+
+
+@pytest.mark.slow
+def test_frozen_backbone_trains_head_from_cached_embeddings(tmp_path: Path, synthetic_cache: Path, tokenizer) -> None:
+    from safetensors.torch import load_file
+
+    from training.common import build_model
+
+    out = tmp_path / "frozen"
+    run_training(
+        [
+            *TINY_RUN_FLAGS,
+            "--data_root",
+            str(synthetic_cache),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "2",
+            "--freeze_backbone",
+            "true",
+            "--learning_rate",
+            "1e-2",
+            "--report_to",
+            "none",
+            "--seed",
+            "5",
+        ],  # fmt: skip
+        tmp_path,
+    )
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["cached_image_embeds"] is True
+    trained = load_file(str(out / "model" / "model.safetensors"))
+    initial_config = TrainConfig(seed=5, tiny_image_size=32, tiny_hidden_size=32, tiny_projection_dim=32)
+    initial = build_model(initial_config, (1.0, 5.0)).state_dict()
+    backbone_keys = [k for k in trained if k.startswith("clip.")]
+    head_keys = [k for k in trained if k.startswith("head.")]
+    assert backbone_keys and head_keys
+    for key in backbone_keys:
+        torch.testing.assert_close(trained[key], initial[key], atol=0, rtol=0, msg=f"{key} changed")
+    assert any(not torch.equal(trained[k], initial[k]) for k in head_keys), "the head did not train"

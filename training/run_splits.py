@@ -1,0 +1,147 @@
+"""Repeated-split protocol: train and evaluate on N train/validation splits, then tabulate mean ± std.
+
+    python training/run_splits.py --splits 1-10 --output_dir runs/agiqa3k_10splits -- \
+        --config training/configs/agiqa3k.yaml --clip openai/clip-vit-base-patch16 --data_root /data/AGIQA-3K
+
+Everything after `--` (or any flag this script does not know) goes to `training/train.py`. Each split runs in
+its own process (`--launcher`, default the current Python; e.g. `--launcher "accelerate launch --num_processes 2
+--multi_gpu"`) into `OUTPUT_DIR/split_<n>/`, with `--resume_from_checkpoint latest`, so rerunning the same
+command after an interruption resumes the unfinished split and skips the finished ones.
+
+Writes `OUTPUT_DIR/summary.json` (per-split results and mean/std per split kind and metric) and
+`OUTPUT_DIR/summary.md` (a Markdown table), and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__" and not __package__:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from training.common import ensure_package_importable
+
+    ensure_package_importable(__file__)
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from training.common import EVAL_RESULTS_FILE, METRIC_NAMES
+
+TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
+
+
+def parse_splits(text: str) -> list[str]:
+    """`1-10`, `1,3,5` or `2` -> split names."""
+    names: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            first, last = (int(v) for v in part.split("-", 1))
+            if last < first:
+                raise ValueError(f"split range {part!r} runs backwards")
+            names.extend(str(n) for n in range(first, last + 1))
+        else:
+            names.append(part)
+    if not names:
+        raise ValueError(f"no splits in {text!r}")
+    return names
+
+
+def summarize(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof=1; 0 for one split) of each metric, per kind of evaluated split
+    (the last word of each result's `split`, e.g. `validation`, `test`).
+
+    Args:
+        per_split: split name -> that split's `eval_results.json` payload.
+    """
+    values: dict[str, dict[str, list[float]]] = {}
+    for payload in per_split.values():
+        for entry in payload["results"]:
+            kind = entry["split"].split()[-1]
+            for name in METRIC_NAMES:
+                value = entry["metrics"].get(name)
+                values.setdefault(kind, {}).setdefault(name, []).append(np.nan if value is None else float(value))
+    table: dict[str, Any] = {}
+    for kind, metrics in values.items():
+        table[kind] = {}
+        for name, series in metrics.items():
+            array = np.asarray(series, dtype=np.float64)
+            table[kind][name] = {
+                "mean": float(np.nanmean(array)) if np.isfinite(array).any() else None,
+                "std": float(np.nanstd(array, ddof=1)) if np.isfinite(array).sum() > 1 else 0.0,
+                "n": int(np.isfinite(array).sum()),
+            }
+    return table
+
+
+def markdown_table(summary: dict[str, Any], num_splits: int) -> str:
+    lines = [
+        f"| split kind | splits | {' | '.join(n.upper() for n in METRIC_NAMES)} |",
+        "|---|---|" + "---|" * len(METRIC_NAMES),
+    ]
+    for kind, metrics in summary.items():
+        cells = []
+        for name in METRIC_NAMES:
+            entry = metrics.get(name)
+            cells.append("n/a" if not entry or entry["mean"] is None else f"{entry['mean']:.4f} ± {entry['std']:.4f}")
+        lines.append(f"| {kind} | {num_splits} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train and evaluate on N splits; write a mean ± std table.")
+    parser.add_argument("--splits", default="1-10", help="split names: 1-10, 1,2,5, ...")
+    parser.add_argument("--output_dir", required=True, help="one subfolder per split, plus the summary")
+    parser.add_argument("--launcher", default=None, help='how to start train.py, e.g. "accelerate launch"')
+    args, train_args = parser.parse_known_args(argv)
+    train_args = [a for a in train_args if a != "--"]
+    for forbidden in ("--split", "--output_dir"):
+        if forbidden in train_args:
+            raise SystemExit(f"{forbidden} is set per split by run_splits.py; remove it from the training flags")
+    splits = parse_splits(args.splits)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
+
+    per_split: dict[str, dict[str, Any]] = {}
+    failed: dict[str, int] = {}
+    for split in tqdm(splits, desc="splits"):
+        split_dir = output_dir / f"split_{split}"
+        results_file = split_dir / "model" / EVAL_RESULTS_FILE
+        if not results_file.is_file():
+            command = [*launcher, str(TRAIN_SCRIPT), *train_args, "--split", split, "--output_dir", str(split_dir),
+                       "--resume_from_checkpoint", "latest"]  # fmt: skip
+            tqdm.write("$ " + " ".join(shlex.quote(c) for c in command))
+            code = subprocess.run(command).returncode
+            if code != 0 or not results_file.is_file():
+                # Keep going: the other splits are still worth having; the failure is reported at the end.
+                failed[split] = code
+                tqdm.write(f"split {split} failed with exit code {code}; continuing")
+                continue
+        else:
+            tqdm.write(f"split {split}: already done ({results_file}), skipping")
+        per_split[split] = json.loads(results_file.read_text(encoding="utf-8"))
+
+    summary = summarize(per_split) if per_split else {}
+    payload = {"splits": list(per_split), "failed": failed, "summary": summary, "per_split": per_split}
+    (output_dir / "summary.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    table = markdown_table(summary, len(per_split)) if per_split else "no split finished\n"
+    (output_dir / "summary.md").write_text(table, encoding="utf-8")
+    print("\n" + table)
+    if failed:
+        print(f"failed splits: {failed} (rerun the same command to retry them)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
