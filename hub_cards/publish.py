@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
 from .cards import EVAL_RESULTS_FILE, CardError, check_model_card, load_eval_results, render_model_card
 
@@ -219,7 +219,7 @@ def _remote_files(api: HfApi, repo_id: str, revision: str, token: str | None) ->
     try:
         entries = api.list_repo_tree(repo_id, revision=revision, recursive=True, token=token)
         return {entry.path: entry for entry in entries if hasattr(entry, "blob_id")}
-    except (RepositoryNotFoundError, RemoteEntryNotFoundError):
+    except (RepositoryNotFoundError, EntryNotFoundError):
         return {}
     except HfHubHTTPError as error:
         if error.response is not None and error.response.status_code == 404:  # revision not found
@@ -457,6 +457,8 @@ def _run_push(args: argparse.Namespace) -> int:
     except PushError as error:
         print(error.report.summary(), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # `push` has printed what did not go up
+        return 130
     print(report.summary())
     return 0
 

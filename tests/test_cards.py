@@ -129,6 +129,23 @@ def test_undefined_metrics_show_as_dashes_and_stay_out_of_the_model_index(tokeni
     assert {(r.dataset_split, r.metric_type) for r in results} == {("val", "spearmanr"), ("val", "pearsonr")}
 
 
+def test_card_reads_the_eval_results_training_writes(tokenizer, tmp_path: Path) -> None:
+    from training.common import write_eval_results
+
+    folder = _saved(tokenizer, tmp_path / "model")
+    metrics = {"srcc": float("nan"), "krcc": 0.25, "plcc": 0.5, "plcc_logistic": 0.625, "rmse": 0.75}
+    write_eval_results(
+        folder / "eval_results.json",
+        model_name="from-training",
+        base_model=None,
+        synthetic=True,
+        results=[{"dataset": "synthetic", "split": "test", "num_images": 5, "metrics": metrics}],
+    )
+    card = render_model_card(folder, repo_id="someone/from-training")
+    assert "| synthetic | test | 5 | – | 0.2500 | 0.5000 | 0.6250 | 0.7500 |" in card.text
+    assert [(r.metric_type, r.metric_value) for r in card.data.eval_results] == [("pearsonr", 0.5)]
+
+
 def test_card_without_evaluation_results_has_no_model_index(tokenizer, tmp_path: Path) -> None:
     card = render_model_card(_saved(tokenizer, tmp_path / "model"), repo_id="someone/untested")
     assert "model-index" not in card.data.to_dict()

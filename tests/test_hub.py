@@ -364,24 +364,31 @@ def test_failed_large_file_upload_then_retry(hub: HubServer, model_dir: Path) ->
 
 
 @pytest.mark.slow
-def test_push_killed_mid_upload_then_retry_completes(hub: HubServer, model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_push_interrupted_mid_upload_then_retry_completes(
+    hub: HubServer, model_dir: Path, tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     before = _folder_digest(model_dir)
     held = hub.hold_next("PUT", r"^/lfs-upload/")
     process = subprocess.Popen(
         [sys.executable, "-m", "modeling_agqg.cli", "push", str(model_dir), "agqg-tester/killed"],
         env=hub.env,
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert held.reached.wait(timeout=120), "the push never reached the large-file upload"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        os.kill(process.pid, stop_signal)
+        _, err = process.communicate(timeout=60)
     finally:
         held.release.set()
         if process.poll() is None:
             process.kill()
+    if stop_signal == signal.SIGINT:  # Ctrl-C: the report of what is not on the Hub, then exit code 130
+        assert process.returncode == 130, err[-2000:]
+        assert "not on the Hub" in err and "model.safetensors" in err and "run the same command again" in err
     assert set(hub.files("agqg-tester/killed")) == {".gitattributes"}
     assert _folder_digest(model_dir) == before
 
