@@ -21,6 +21,9 @@ from hub_server import HubServer, use_hub_server
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# AGQG_CROSS_PYTHON names another environment's interpreter (CI: transformers 4.x with huggingface_hub 0.x beside
+# 5.x/2.x): pushed repositories are also loaded by it, through its own Hub client.
+LOADERS = [sys.executable] + ([os.environ["AGQG_CROSS_PYTHON"]] if os.environ.get("AGQG_CROSS_PYTHON") else [])
 # What every published AGQG repository must hold (the folder may have more, e.g. further remote-code modules).
 REQUIRED_FILES = {
     "config.json",
@@ -129,9 +132,11 @@ def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
     )
 
 
-def _load_in_fresh_process(repo_id: str, revision: str, paths: list[str], env: dict[str, str], cwd: Path) -> dict:
+def _load_in_fresh_process(
+    repo_id: str, revision: str, paths: list[str], env: dict[str, str], cwd: Path, python: str = sys.executable
+) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", LOADER, repo_id, revision, *paths],
+        [python, "-c", LOADER, repo_id, revision, *paths],
         env={k: v for k, v in env.items() if k != "HF_TOKEN"},  # a public repository needs no token
         cwd=cwd,
         capture_output=True,
@@ -247,12 +252,14 @@ def test_agqg_push_then_fresh_process_loads_identical_scores(
     assert measured == {("synthetic-distortions", "spearmanr"): 0.8765, ("synthetic-distortions", "pearsonr"): 0.8891}
     assert "| synthetic-distortions | test | 48 | 0.8765 | 0.7012 | 0.8891 | 0.9012 | 0.4321 |" in card.text
 
-    loaded = _load_in_fresh_process("agqg-tester/tiny-agqg", "main", image_paths, hub.env, tmp_path)
     local = _local_scores(model_dir, image_paths)
-    assert not loaded["local_package_imported"]
-    np.testing.assert_allclose(loaded["auto"], local, atol=1e-5)
-    np.testing.assert_allclose(loaded["pipeline"], local, atol=1e-5)
     assert len(set(np.round(local, 6))) == len(local), "distinct images must score differently for a meaningful check"
+    for python in LOADERS:
+        env = {**hub.env, "HF_HOME": str(tmp_path / f"hf_home_{LOADERS.index(python)}")}  # a clean cache each
+        loaded = _load_in_fresh_process("agqg-tester/tiny-agqg", "main", image_paths, env, tmp_path, python)
+        assert not loaded["local_package_imported"]
+        np.testing.assert_allclose(loaded["auto"], local, atol=1e-5, err_msg=python)
+        np.testing.assert_allclose(loaded["pipeline"], local, atol=1e-5, err_msg=python)
 
 
 @pytest.mark.slow
