@@ -68,6 +68,7 @@ class PushReport:
     uploaded: list[str] = field(default_factory=list)  # sent and committed by this push
     unchanged: list[str] = field(default_factory=list)  # already identical on the Hub
     not_uploaded: list[str] = field(default_factory=list)  # after a failure: missing or outdated on the Hub
+    remote_only: list[str] = field(default_factory=list)  # on the Hub but not in the folder (left as they are)
     commit_url: str | None = None
     commit_oid: str | None = None
     code_repo: str | None = None
@@ -79,6 +80,8 @@ class PushReport:
             lines.append(f"commit: {self.commit_url}")
         if self.code_repo:
             lines.append(f"remote code served from {self.code_repo}")
+        if self.remote_only:
+            lines.append(f"on the Hub but not in the folder (kept): {', '.join(self.remote_only)}")
         if self.error:
             lines.append(f"FAILED: {self.error}")
             lines.append(f"not on the Hub ({len(self.not_uploaded)}): {', '.join(self.not_uploaded) or '-'}")
@@ -306,6 +309,7 @@ def push(
             api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
         remote = _remote_files(api, repo_id, revision, token)
         report.unchanged = sorted(p for p in contents if _matches(remote.get(p), digests[p]))
+        report.remote_only = sorted(set(remote) - set(contents) - {".gitattributes"})
         to_upload = sorted(p for p in contents if p not in report.unchanged)
         if to_upload:
             operations = [
@@ -321,7 +325,7 @@ def push(
             report.commit_url, report.commit_oid = info.commit_url, info.oid
         report.uploaded = to_upload
     except BaseException as error:  # also Ctrl-C: say what did not go up, then let it propagate
-        report.error = f"{type(error).__name__}: {error}".splitlines()[0]
+        report.error = " ".join(f"{type(error).__name__}: {error}".split())[:1000]
         report.not_uploaded = _not_uploaded(api, repo_id, revision, token, digests)
         if isinstance(error, Exception):
             raise PushError(report.summary(), report) from error

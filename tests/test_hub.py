@@ -309,6 +309,13 @@ def test_push_of_unchanged_folder_uploads_nothing(hub: HubServer, model_dir: Pat
     third = push(model_dir, "agqg-tester/again")
     assert third.uploaded == ["README.md", "eval_results.json"], "only the changed files go up"
 
+    (model_dir / "eval_results.json").unlink()
+    fourth = push(model_dir, "agqg-tester/again")
+    assert (
+        fourth.remote_only == ["eval_results.json"]
+        and "not in the folder (kept): eval_results.json" in fourth.summary()
+    )
+
 
 def test_private_push_to_a_branch(hub: HubServer, model_dir: Path) -> None:
     from huggingface_hub import HfApi
@@ -438,7 +445,7 @@ def test_invalid_user_card_is_rejected_by_the_hub_validation(hub: HubServer, mod
     (model_dir / "README.md").write_text("---\nlicense: apache2\npipeline_tag: image-quality\n---\n# my model\n")
     with pytest.raises(PushError) as failure:
         push(model_dir, "agqg-tester/bad-card")
-    assert "license" in str(failure.value.__cause__) and "pipeline_tag" in str(failure.value.__cause__)
+    assert "license" in str(failure.value) and "pipeline_tag" in str(failure.value), "the report says what is wrong"
     assert set(hub.files("agqg-tester/bad-card")) == {".gitattributes"}
     report = push(model_dir, "agqg-tester/bad-card", regenerate_card=True)
     assert "README.md" in report.uploaded
