@@ -1,10 +1,10 @@
 """A small Hugging Face Hub-compatible HTTP server for tests: a test double of the Hub's public API.
 
 The Hub cannot be reached from the machines these tests run on, so the publishing tests point `HF_ENDPOINT`
-(or `HfApi(endpoint=...)`) at this server instead. It implements the routes that `huggingface_hub` 2.x,
-`transformers` and `datasets` call to create a repository, upload to it and download from it, written from
-those clients' behaviour (request shapes and the response fields and headers they read), not from the Hub's
-own code:
+(or `HfApi(endpoint=...)`) at this server instead. It implements the routes that `huggingface_hub` (2.x, and 0.x
+for downloads), `transformers` and `datasets` call to create a repository, upload to it and download from it,
+written from those clients' behaviour (request shapes and the response fields and headers they read), not from
+the Hub's own code:
 
 * `POST /api/repos/create`, `GET /api/{models,datasets}/{repo}[/revision/{rev}]` (repo info),
   `POST .../branch/{name}` and `GET .../refs`;
@@ -16,15 +16,20 @@ own code:
   files (`X-Linked-Etag`, `X-Linked-Size`), byte ranges, and the Hub's 404 error codes (`RepoNotFound`,
   `RevisionNotFound`, `EntryNotFound`);
 * `GET .../tree/{rev}[/{path}]` and `POST .../paths-info/{rev}`;
-* `POST /api/validate-yaml`: the card metadata checks listed in `validate_card_metadata`.
+* `POST /api/validate-yaml`: the card metadata checks listed in `validate_card_metadata`;
+* `GET /api/agent-harnesses`: the registry huggingface_hub reads for its user agent (empty here).
+
+Like the Hub, large files live on a second origin (a storage host): LFS uploads and downloads go to pre-signed
+URLs there, which carry their own grant instead of a token. `fail_next` injects HTTP errors and `hold_next` stalls
+a request, so tests can break or kill a client in the middle of an upload.
 
 Deliberate simplifications (each documented where it happens): one user who owns every namespace, any
 non-empty bearer token is that user, no pagination (every listing fits one page), no pull requests, no
 Xet. Any other route answers 501 and is recorded in `HubServer.unhandled_requests`, so a test that
 reaches an unimplemented part of the API fails loudly instead of passing against a guess.
 
-It binds 127.0.0.1 on an ephemeral port, serves from a daemon thread, and stops on `stop()` / leaving
-the `with` block (and with the process that started it).
+It binds 127.0.0.1 on ephemeral ports, serves from daemon threads, and stops on `stop()` / leaving the `with`
+block (and with the process that started it).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -227,7 +233,9 @@ def _model_index_errors(model_index: Any) -> list[str]:
 class HubServer:
     """The server; use as a context manager or call `start()`/`stop()`. `url` is the value for `HF_ENDPOINT`."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_timeout: float | None = 600.0) -> None:
+        """`idle_timeout`: seconds without a request after which the server stops itself (None: never), so a
+        server a test forgot to stop does not outlive its purpose."""
         self.repos: dict[tuple[str, str], Repo] = {}
         self.unhandled_requests: list[str] = []
         self.request_log: list[tuple[str, str, int]] = []
@@ -248,16 +256,34 @@ class HubServer:
             threading.Thread(target=h.serve_forever, args=(0.05,), name="hub-test-server", daemon=True)
             for h in self._httpds
         ]
+        self.idle_timeout = idle_timeout
+        self.last_request = time.monotonic()
+        self._stopped = threading.Event()
 
     def start(self) -> HubServer:
         for thread in self._threads:
             thread.start()
+        if self.idle_timeout is not None:
+            threading.Thread(target=self._stop_when_idle, name="hub-test-server-watchdog", daemon=True).start()
         return self
 
     def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
         for httpd in self._httpds:
             httpd.shutdown()
             httpd.server_close()
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped.is_set()
+
+    def _stop_when_idle(self) -> None:
+        assert self.idle_timeout is not None
+        while not self._stopped.wait(min(self.idle_timeout, 1.0) / 2):
+            if time.monotonic() - self.last_request > self.idle_timeout:
+                self.stop()
 
     def __enter__(self) -> HubServer:
         return self.start()
@@ -636,6 +662,7 @@ def _make_handler(server: HubServer, storage: bool) -> type[BaseHTTPRequestHandl
             self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
 
         def _dispatch(self, method: str) -> None:
+            server.last_request = time.monotonic()
             try:
                 self._answer(method)
             except (BrokenPipeError, ConnectionResetError):

@@ -491,17 +491,24 @@ def test_dataset_push_to_hub_and_load_dataset_round_trip(hub: HubServer, tmp_pat
             assert row["prompt"] == f"a cat number {index}"
 
 
-def test_server_stops_and_frees_its_port() -> None:
+def _accepts_connections(url: str) -> bool:
     import socket
 
-    server = HubServer().start()
-    port = int(server.url.rsplit(":", 1)[1])
-    assert server.url.startswith("http://127.0.0.1:")
-    server.stop()
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", int(url.rsplit(":", 1)[1]))) == 0
+
+
+def test_server_binds_localhost_and_stops_and_frees_its_ports() -> None:
+    with HubServer() as server:
+        assert server.url.startswith("http://127.0.0.1:") and server.storage_url.startswith("http://127.0.0.1:")
+        assert _accepts_connections(server.url) and _accepts_connections(server.storage_url)
+    assert not server.running
+    assert not _accepts_connections(server.url) and not _accepts_connections(server.storage_url)
+
+
+def test_server_stops_itself_when_idle() -> None:
+    server = HubServer(idle_timeout=0.3).start()
+    deadline = time.monotonic() + 10
+    while server.running and time.monotonic() < deadline:
         time.sleep(0.05)
-    pytest.fail("the test server still accepts connections after stop()")
+    assert not server.running and not _accepts_connections(server.url)
