@@ -15,7 +15,11 @@ DEFAULT_PROMPT_TEMPLATES = ("a photo with {grade} quality.",)
 DEFAULT_ALIGNMENT_GRADE_NAMES = ("badly", "poorly", "fairly", "well", "perfectly")
 DEFAULT_ALIGNMENT_TEMPLATE = "a photo that {grade} matches '{prompt}'"
 
+DEFAULT_MULTITASK_TEMPLATE = "a photo of a {scene} with {distortion} artifacts, which is of {grade} quality."
+DEFAULT_CONTEXT_PLACEHOLDER = "X"
+
 GRADINGS = ("agqg", "softmax")
+PROMPT_LEARNING_METHODS = ("coop", "maple")
 LOSS_TYPES = ("l1", "mse")
 ABILITY_SOURCES = ("similarities", "embedding", "both")
 
@@ -46,6 +50,24 @@ class AGQGConfig(PretrainedConfig):
             ln 3 for K>=4; see the head's docstring). A smaller explicit value gives up that guarantee.
         loss_type: Loss of `forward(labels=...)` on the score: `"l1"` or `"mse"`.
         head_init_std: Standard deviation of the head's output-layer weights at initialisation.
+        grade_prompt_sets: Explicit prompts per grade instead of templates x grade names: K lists of equally
+            many prompts, worst grade first, each list averaged like templates (e.g. CLIP-IQA's antonym pair
+            `[["Bad photo."], ["Good photo."]]`, or several antonym pairs at once). `None`: templates.
+        multitask_scenes: LIQE-style multitask prompts: scene words. Together with `multitask_distortions`
+            the grade prompts become `multitask_template` over every (scene, distortion) pair; each grade's
+            similarity is then the log-sum-exp over its scene x distortion prompts (see the model), so the
+            softmax grading is the quality marginal of the joint softmax. `None`: no multitask prompts.
+        multitask_distortions: LIQE-style multitask prompts: distortion words (both lists or neither).
+        multitask_template: Template with `{scene}`, `{distortion}` and `{grade}` fields.
+        prompt_learning: Learnable prompts: `None` (fixed text prompts), `"coop"` (CoOp: learnable context
+            tokens in front of every grade prompt, text side only) or `"maple"` (MaPLe-style deep multi-modal
+            prompts: learnable text prompts in the first `prompt_depth` text layers and vision prompts in the
+            first `prompt_depth` vision layers, each a learned linear projection of the text prompts).
+        num_context_tokens: M, the number of learnable context tokens (and MaPLe vision prompt tokens).
+        prompt_depth: J, the number of layers of each tower that receive fresh prompts (MaPLe; CoOp is J = 1).
+        context_init_std: Standard deviation of the learnable prompts at initialisation.
+        context_placeholder: The word whose tokens stand for the context tokens in the tokenised prompts; it
+            must tokenise to exactly one token.
     """
 
     model_type = "agqg"
@@ -67,6 +89,15 @@ class AGQGConfig(PretrainedConfig):
         min_scaled_gap: float | None = None,
         loss_type: str = "l1",
         head_init_std: float = 0.01,
+        grade_prompt_sets: list[list[str]] | None = None,
+        multitask_scenes: list[str] | tuple[str, ...] | None = None,
+        multitask_distortions: list[str] | tuple[str, ...] | None = None,
+        multitask_template: str = DEFAULT_MULTITASK_TEMPLATE,
+        prompt_learning: str | None = None,
+        num_context_tokens: int = 4,
+        prompt_depth: int = 1,
+        context_init_std: float = 0.02,
+        context_placeholder: str = DEFAULT_CONTEXT_PLACEHOLDER,
         **kwargs: Any,
     ) -> None:
         if clip_config is None:
@@ -126,7 +157,69 @@ class AGQGConfig(PretrainedConfig):
             raise ValueError(f"loss_type={loss_type!r}; expected one of {LOSS_TYPES}")
         self.loss_type = loss_type
         self.head_init_std = float(head_init_std)
+        self._set_prompt_options(
+            grade_prompt_sets,
+            multitask_scenes,
+            multitask_distortions,
+            multitask_template,
+            prompt_learning,
+            num_context_tokens,
+            prompt_depth,
+            context_init_std,
+            context_placeholder,
+        )
         super().__init__(**kwargs)
+
+    def _set_prompt_options(
+        self,
+        grade_prompt_sets: list[list[str]] | None,
+        multitask_scenes: list[str] | tuple[str, ...] | None,
+        multitask_distortions: list[str] | tuple[str, ...] | None,
+        multitask_template: str,
+        prompt_learning: str | None,
+        num_context_tokens: int,
+        prompt_depth: int,
+        context_init_std: float,
+        context_placeholder: str,
+    ) -> None:
+        """Validates and stores the host-framework options (prompt sets, multitask prompts, prompt learning)."""
+        if grade_prompt_sets is not None:
+            grade_prompt_sets = [[str(p) for p in prompts] for prompts in grade_prompt_sets]
+            sizes = {len(prompts) for prompts in grade_prompt_sets}
+            if len(grade_prompt_sets) != self.num_grades or len(sizes) != 1 or 0 in sizes:
+                raise ValueError(
+                    f"grade_prompt_sets needs {self.num_grades} non-empty lists of equally many prompts (one per "
+                    f"grade), got sizes {[len(p) for p in grade_prompt_sets]}"
+                )
+        self.grade_prompt_sets = grade_prompt_sets
+        if (multitask_scenes is None) != (multitask_distortions is None):
+            raise ValueError("multitask_scenes and multitask_distortions must be given together (or neither)")
+        if multitask_scenes is not None:
+            if not multitask_scenes or not multitask_distortions:
+                raise ValueError("multitask_scenes and multitask_distortions must not be empty")
+            if grade_prompt_sets is not None:
+                raise ValueError("grade_prompt_sets and multitask_scenes/multitask_distortions exclude each other")
+            for field in ("{scene}", "{distortion}", "{grade}"):
+                if field not in multitask_template:
+                    raise ValueError(f"multitask_template {multitask_template!r} has no '{field}' field")
+        self.multitask_scenes = list(multitask_scenes) if multitask_scenes is not None else None
+        self.multitask_distortions = list(multitask_distortions) if multitask_distortions is not None else None
+        self.multitask_template = multitask_template
+        if prompt_learning is not None and prompt_learning not in PROMPT_LEARNING_METHODS:
+            raise ValueError(f"prompt_learning={prompt_learning!r}; expected None or one of {PROMPT_LEARNING_METHODS}")
+        self.prompt_learning = prompt_learning
+        if int(num_context_tokens) < 1:
+            raise ValueError(f"num_context_tokens={num_context_tokens} must be >= 1")
+        self.num_context_tokens = int(num_context_tokens)
+        if int(prompt_depth) < 1 or (prompt_learning == "coop" and int(prompt_depth) != 1):
+            raise ValueError(f"prompt_depth={prompt_depth} must be >= 1 (and 1 for prompt_learning='coop')")
+        self.prompt_depth = int(prompt_depth)
+        if context_init_std <= 0:
+            raise ValueError(f"context_init_std={context_init_std} must be > 0")
+        self.context_init_std = float(context_init_std)
+        if not context_placeholder or context_placeholder.strip() != context_placeholder or " " in context_placeholder:
+            raise ValueError(f"context_placeholder={context_placeholder!r} must be one word without spaces")
+        self.context_placeholder = context_placeholder
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()

@@ -1,7 +1,8 @@
 """AGQG: a CLIP image-quality scorer whose grades come from a Graded Response Model.
 
 Read top to bottom: GRM maths -> head (ability branch, difficulty branch) -> the model
-(backbone -> text features -> head -> score) -> saving and loading.
+(backbone -> text features -> head -> score) -> saving and loading. The host frameworks' text sides
+(learnable CoOp/MaPLe prompts, LIQE multitask prompts) live in `prompt_learning_agqg.py`.
 
 This file is Hub remote code: it imports only the standard library, torch, transformers and its
 sibling files, and it never touches the network on its own (only `from_clip`/`from_pretrained`
@@ -23,6 +24,7 @@ from transformers import CLIPImageProcessor, CLIPModel, PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
 from .configuration_agqg import AGQGConfig
+from .prompt_learning_agqg import PromptLearner, aggregate_variant_similarities
 
 logger = logging.get_logger(__name__)
 
@@ -271,7 +273,7 @@ class AGQGPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # The CLIP sub-model initialises its own modules (transformers dispatches to it).
-        if isinstance(module, AGQGHead):
+        if isinstance(module, (AGQGHead, PromptLearner)):
             module.reset_parameters()
 
 
@@ -286,19 +288,36 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
     Attributes `image_processor` and `tokenizer` (plain attributes, not modules) hold the
     preprocessing the backbone came with; `save_pretrained` writes them next to the weights.
+
+    Host frameworks are configurations of this one class (see `AGQGConfig`): prompt sets per grade
+    (CLIP-IQA's antonym pairs), LIQE's multitask prompts (buffer `grade_variant_embeds` (K, V, D) beside
+    `grade_text_embeds`), and learnable prompts (`prompt_learner`, CoOp or MaPLe-style). Learnable text
+    prompts follow the same rule as a trained text tower: live features while they train, fresh buffers
+    in every saved model.
     """
 
     def __init__(self, config: AGQGConfig) -> None:
         super().__init__(config)
         self.clip = CLIPModel(config.clip_config)
         embed_dim = config.clip_config.projection_dim
+        # Built before the head so both gradings draw the same initial prompts from the same seed.
+        self.prompt_learner: PromptLearner | None = None
+        if config.prompt_learning is not None:
+            self.prompt_learner = PromptLearner(
+                config, config.clip_config.text_config.hidden_size, config.clip_config.vision_config.hidden_size
+            )
+            self.prompt_learner.attach(self.clip)
         self.head = AGQGHead(config, embed_dim) if config.grading == "agqg" else None
 
-        num_prompts = config.num_grades * len(config.prompt_templates)
+        num_prompts = config.num_grades * self._num_variants() * self._prompts_per_variant()
         max_length = config.clip_config.text_config.max_position_embeddings
         self.register_buffer("grade_prompt_ids", torch.zeros(num_prompts, max_length, dtype=torch.long))
         self.register_buffer("grade_prompt_mask", torch.zeros(num_prompts, max_length, dtype=torch.long))
         self.register_buffer("grade_text_embeds", torch.zeros(config.num_grades, embed_dim))
+        if self._num_variants() > 1:
+            self.register_buffer(
+                "grade_variant_embeds", torch.zeros(config.num_grades, self._num_variants(), embed_dim)
+            )
         self._grade_embeds_stale = False
         self._grade_prompts_checked = False
         self.image_processor: Any = None
@@ -320,9 +339,42 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
     # --- grade prompts and their cached text embeddings --------------------------------------
 
+    def _num_variants(self) -> int:
+        """V: prompts per grade whose similarities are pooled by log-sum-exp (LIQE's scene x distortion)."""
+        if self.config.multitask_scenes is None:
+            return 1
+        return len(self.config.multitask_scenes) * len(self.config.multitask_distortions)
+
+    def _prompts_per_variant(self) -> int:
+        """T: synonymous prompts averaged into one text feature (templates, or a grade's prompt set)."""
+        if self.config.grade_prompt_sets is not None:
+            return len(self.config.grade_prompt_sets[0])
+        if self.config.multitask_scenes is not None:
+            return 1
+        return len(self.config.prompt_templates)
+
     def grade_prompts(self) -> list[str]:
-        """The K*T prompt strings, grade-major (all templates of grade 1 first)."""
-        return [t.format(grade=g) for g in self.config.grade_names for t in self.config.prompt_templates]
+        """The K*V*T prompt strings, grade-major (all prompts of grade 1 first), each prefixed with the
+        context placeholders when prompts are learned.
+
+        Plain: every template per grade name. `grade_prompt_sets`: each grade's prompts as given. Multitask:
+        `multitask_template` for every (scene, distortion) pair, scenes outer."""
+        config = self.config
+        if config.grade_prompt_sets is not None:
+            texts = [prompt for prompts in config.grade_prompt_sets for prompt in prompts]
+        elif config.multitask_scenes is not None:
+            texts = [
+                config.multitask_template.format(scene=scene, distortion=distortion, grade=grade)
+                for grade in config.grade_names
+                for scene in config.multitask_scenes
+                for distortion in config.multitask_distortions
+            ]
+        else:
+            texts = [t.format(grade=g) for g in config.grade_names for t in config.prompt_templates]
+        if self.prompt_learner is not None:
+            prefix = " ".join([config.context_placeholder] * config.num_context_tokens)
+            texts = [f"{prefix} {text}" for text in texts]
+        return texts
 
     def alignment_prompts(self, prompt: str) -> list[str]:
         """The K alignment prompts for one generation prompt, worst grade first."""
@@ -347,10 +399,14 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         device = self.grade_prompt_ids.device
         self.grade_prompt_ids.copy_(tokens["input_ids"].to(device))
         self.grade_prompt_mask.copy_(tokens["attention_mask"].to(device))
+        if self.prompt_learner is not None:
+            placeholder = tokenizer(self.config.context_placeholder, add_special_tokens=False)["input_ids"]
+            self.prompt_learner.check_placeholders(self.grade_prompt_ids, list(placeholder))
         self._grade_prompts_checked = True
         self.refresh_grade_text_embeds()
 
-    def _encode_grade_prompts(self) -> torch.Tensor:
+    def _encode_grade_prompts(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Grade-text features from the current text side: (K, D), and (K, V, D) with multitask prompts."""
         if not self._grade_prompts_checked:
             if int(self.grade_prompt_mask.sum()) == 0:
                 raise RuntimeError(
@@ -358,27 +414,45 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
                     "`model.set_grade_prompts(tokenizer)` once"
                 )
             self._grade_prompts_checked = True
-        embeds = self.encode_text(self.grade_prompt_ids, self.grade_prompt_mask)
-        embeds = embeds.view(self.config.num_grades, len(self.config.prompt_templates), -1).mean(1)
-        return F.normalize(embeds, dim=-1)
+        if self.prompt_learner is None:
+            embeds = self.encode_text(self.grade_prompt_ids, self.grade_prompt_mask)
+        else:
+            with self.prompt_learner.prompting_text():
+                embeds = self.encode_text(self.grade_prompt_ids, self.grade_prompt_mask)
+        num_grades, num_variants = self.config.num_grades, self._num_variants()
+        if num_variants == 1:
+            embeds = embeds.view(num_grades, self._prompts_per_variant(), -1).mean(1)
+            return F.normalize(embeds, dim=-1), None
+        variants = F.normalize(embeds.view(num_grades, num_variants, self._prompts_per_variant(), -1).mean(2), dim=-1)
+        return F.normalize(variants.mean(1), dim=-1), variants
 
     @torch.no_grad()
     def refresh_grade_text_embeds(self) -> None:
-        """Recomputes the stored grade-text embeddings from the current text tower."""
-        self.grade_text_embeds.copy_(self._encode_grade_prompts())
+        """Recomputes the stored grade-text embeddings from the current text side (tower and prompts)."""
+        embeds, variants = self._encode_grade_prompts()
+        self.grade_text_embeds.copy_(embeds)
+        if variants is not None:
+            self.grade_variant_embeds.copy_(variants)
         self._grade_embeds_stale = False
 
     def _text_tower_trains(self) -> bool:
         text_params = [*self.clip.text_model.parameters(), *self.clip.text_projection.parameters()]
+        if self.prompt_learner is not None:
+            text_params += self.prompt_learner.text_parameters()
         return self.training and torch.is_grad_enabled() and any(p.requires_grad for p in text_params)
 
-    def _grade_text_embeds(self) -> torch.Tensor:
+    def _grade_text_side(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(K, D) grade-text features and the (K, V, D) multitask variants (or None): live while the text
+        side trains, else the stored buffers (refreshed first when stale)."""
         if self._text_tower_trains():
             self._grade_embeds_stale = True
             return self._encode_grade_prompts()
         if self._grade_embeds_stale:
             self.refresh_grade_text_embeds()
-        return self.grade_text_embeds
+        return self.grade_text_embeds, (self.grade_variant_embeds if self._num_variants() > 1 else None)
+
+    def _grade_text_embeds(self) -> torch.Tensor:
+        return self._grade_text_side()[0]
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if self._grade_embeds_stale:
@@ -408,8 +482,25 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
         image_embeds = self.get_image_embeds(pixel_values)
+        output = self.score_image_embeds(image_embeds, input_ids, attention_mask, labels)
+        return output if return_dict else output.to_tuple()
+
+    def score_image_embeds(
+        self,
+        image_embeds: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> AGQGOutput:
+        """Everything `forward` does after the vision tower: grade-text features, similarities, grading, score
+        and loss. `image_embeds` (B, D) are normalised embeddings from `get_image_embeds`, e.g. cached ones for
+        training with a frozen vision tower; the other arguments are `forward`'s.
+
+        With multitask prompts the similarity of grade k is (1/tau) logsumexp_v(tau s_kv) over its V
+        scene x distortion prompts (`aggregate_variant_similarities`)."""
+        variant_embeds = None
         if input_ids is None:
-            text_embeds = self._grade_text_embeds()
+            text_embeds, variant_embeds = self._grade_text_side()
         else:
             flat_ids = input_ids.reshape(-1, input_ids.shape[-1])
             flat_mask = attention_mask.reshape(flat_ids.shape) if attention_mask is not None else None
@@ -419,11 +510,13 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
                     f"input_ids has {text_embeds.shape[-2]} prompts per image, expected {self.config.num_grades}"
                 )
         text_embeds = text_embeds.to(image_embeds.dtype)
-        if text_embeds.dim() == 2:
+        logit_scale = self.clip.logit_scale.exp().clamp(max=100.0)
+        if variant_embeds is not None:
+            similarities = aggregate_variant_similarities(image_embeds, variant_embeds, logit_scale)
+        elif text_embeds.dim() == 2:
             similarities = image_embeds @ text_embeds.t()
         else:
             similarities = torch.einsum("bd,bkd->bk", image_embeds, text_embeds)
-        logit_scale = self.clip.logit_scale.exp().clamp(max=100.0)
 
         if self.head is not None:
             graded = self.head(image_embeds, text_embeds, similarities, logit_scale)
@@ -440,7 +533,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             labels = labels.to(score.device, score.dtype).view(-1)
             loss = F.l1_loss(score, labels) if self.config.loss_type == "l1" else F.mse_loss(score, labels)
 
-        output = AGQGOutput(
+        return AGQGOutput(
             loss=loss,
             score=score,
             grade_probs=grade_probs,
@@ -450,7 +543,6 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             similarities=similarities.float(),
             image_embeds=image_embeds,
         )
-        return output if return_dict else output.to_tuple()
 
     # --- construction, saving and loading ---------------------------------------------------------
 

@@ -18,6 +18,7 @@ COMPLETE_FOLDER = {
     "configuration_agqg.py",
     "modeling_agqg.py",
     "pipeline_agqg.py",
+    "prompt_learning_agqg.py",
     "model.safetensors",
     "preprocessor_config.json",
     "tokenizer_config.json",

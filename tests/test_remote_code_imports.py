@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "modeling_agqg"
-REMOTE_CODE_FILES = ["configuration_agqg.py", "modeling_agqg.py", "pipeline_agqg.py"]
+REMOTE_CODE_FILES = ["configuration_agqg.py", "modeling_agqg.py", "pipeline_agqg.py", "prompt_learning_agqg.py"]
 ALLOWED_THIRD_PARTY = {"torch", "transformers"}
 
 

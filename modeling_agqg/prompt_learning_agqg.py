@@ -1,0 +1,192 @@
+"""Host-framework text sides for AGQG: learnable prompts (CoOp, MaPLe) and LIQE-style multitask prompts.
+
+The hosts AGQG plugs into differ only in how the K grade-text features and the image features are produced;
+the grading (softmax baseline or AGQG head) is the same switch for all of them. This file holds the parts
+that are not plain fixed prompts:
+
+* `PromptLearner`: CoOp's learnable context tokens in front of the grade prompts, and MaPLe-style deep
+  multi-modal prompts (learnable text prompts in the first J text layers, vision prompts in the first J
+  vision layers, each vision prompt a learned linear projection of the text prompt of the same depth).
+  It works through forward hooks on the stock CLIP submodules, so CLIP's own forward passes (which differ
+  between transformers 4.x and 5.x) are reused unchanged.
+* `aggregate_variant_similarities`: the per-grade similarity of multitask prompts (scene x distortion x
+  grade), whose softmax is the quality marginal of the joint softmax.
+
+This file is Hub remote code: it imports only the standard library, torch and transformers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+
+def aggregate_variant_similarities(
+    image_embeds: torch.Tensor, variant_embeds: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    r"""Per-grade similarity of multitask prompts.
+
+    With V prompt variants per grade (LIQE: every scene x distortion pair), cosine similarities
+    s_kv = v . t_kv and CLIP's logit scale tau, grade k's similarity is
+
+        s_k = (1 / tau) log sum_v exp(tau s_kv),
+
+    so that softmax_k(tau s_k) = sum_v softmax_{k,v}(tau s_kv): the softmax grading over s_k is exactly the
+    quality marginal of the joint softmax over all K*V prompts, and tau s_k is the per-grade logit the AGQG
+    head reads. It lies in [max_v s_kv, max_v s_kv + log(V) / tau].
+
+    Args:
+        image_embeds: Normalised image embeddings, (B, D).
+        variant_embeds: Normalised prompt embeddings, (K, V, D).
+        logit_scale: tau > 0, shape ().
+
+    Returns:
+        s_k, shape (B, K), in float32 or wider.
+    """
+    dtype = torch.promote_types(image_embeds.dtype, torch.float32)
+    scale = logit_scale.to(dtype)
+    similarities = torch.einsum("bd,kvd->bkv", image_embeds.to(dtype), variant_embeds.to(dtype))
+    return torch.logsumexp(scale * similarities, dim=-1) / scale
+
+
+class PromptLearner(nn.Module):
+    r"""Learnable prompts for the CLIP towers (CoOp and MaPLe-style), attached to a `CLIPModel` by hooks.
+
+    **CoOp** (`prompt_learning="coop"`). Every grade prompt is tokenised as
+    `[SOS] X_1 ... X_M <grade prompt> [EOS]` with M placeholder words; the token embeddings of the
+    placeholders are replaced by M learnable context vectors c_1..c_M (shared by all grades), then CLIP's
+    position embeddings and text transformer run as usual and the feature is read at [EOS].
+
+    **MaPLe-style deep multi-modal prompts** (`prompt_learning="maple"`, depth J). The text side is CoOp at
+    layer 0 plus fresh learnable prompts P^t_j (M x W_text) that replace the hidden states at the context
+    positions at the input of text layers j = 1..J-1. The vision side appends M prompt tokens to the patch
+    sequence (after CLIP's patch and position embeddings): P^v_0 = F_0(c) at the input, and P^v_j = F_j(P^t_j)
+    replacing them at the input of vision layers j = 1..J-1, where F_j are learned linear maps
+    W_text -> W_vision (the coupling that makes the prompts multi-modal). After layer J-1 the prompt tokens
+    are processed like any other token; the image feature is still read at [CLS].
+
+    The text prompts only apply inside `prompting_text()` (the model encodes its grade prompts there), so
+    other text inputs, e.g. per-image alignment prompts, go through the plain text tower. The vision prompts
+    always apply (MaPLe only).
+
+    Parameters: `context` (M, W_text); MaPLe: `deep_text_prompts` (J-1, M, W_text) and
+    `vision_projections` (J linear maps).
+    """
+
+    def __init__(self, config: Any, text_width: int, vision_width: int) -> None:
+        super().__init__()
+        self.method = config.prompt_learning
+        self.num_tokens = config.num_context_tokens
+        self.depth = config.prompt_depth
+        self.init_std = config.context_init_std
+        self.context = nn.Parameter(torch.empty(self.num_tokens, text_width))
+        self.deep_text_prompts: nn.Parameter | None = None
+        self.vision_projections: nn.ModuleList | None = None
+        if self.method == "maple":
+            self.deep_text_prompts = nn.Parameter(torch.empty(self.depth - 1, self.num_tokens, text_width))
+            self.vision_projections = nn.ModuleList(nn.Linear(text_width, vision_width) for _ in range(self.depth))
+        self._text_active = False
+        self._handles: list[RemovableHandle] = []
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Normal(0, std) prompts and PyTorch's default linear init, drawn from a generator seeded with
+        `torch.initial_seed()`: the same seed gives the same prompts whatever else was initialised before
+        (with or without a grading head), so switching the grading never changes the prompts."""
+        generator = torch.Generator(device="cpu").manual_seed(torch.initial_seed())
+        tensors = [self.context] + ([self.deep_text_prompts] if self.deep_text_prompts is not None else [])
+        for tensor in tensors:
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * self.init_std)
+        if self.vision_projections is not None:
+            for projection in self.vision_projections:
+                # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
+                bound = 1.0 / math.sqrt(projection.in_features)
+                for tensor in (projection.weight, projection.bias):
+                    tensor.copy_((torch.rand(tensor.shape, generator=generator) * 2 - 1) * bound)
+
+    def text_parameters(self) -> list[nn.Parameter]:
+        """The parameters the grade-text features depend on (the vision projections are not among them)."""
+        return [self.context] + ([self.deep_text_prompts] if self.deep_text_prompts is not None else [])
+
+    # --- attaching to CLIP --------------------------------------------------------------------------
+
+    def attach(self, clip: nn.Module) -> None:
+        """Registers the hooks on `clip`'s submodules (the learner keeps no reference to `clip`, so CLIP's
+        weights are not duplicated in the state dict)."""
+        text_layers = clip.text_model.encoder.layers
+        vision_layers = clip.vision_model.encoder.layers
+        if self.depth > min(len(text_layers), len(vision_layers)):
+            raise ValueError(
+                f"prompt_depth={self.depth} exceeds the towers' depth ({len(text_layers)} text, "
+                f"{len(vision_layers)} vision layers)"
+            )
+        for handle in self._handles:
+            handle.remove()
+        self._handles = [clip.text_model.embeddings.token_embedding.register_forward_hook(self._insert_context)]
+        if self.method == "maple":
+            for depth in range(1, self.depth):
+                # partial(bound method) rather than a closure: deepcopy of the model rebinds it to the copy.
+                self._handles.append(
+                    text_layers[depth].register_forward_pre_hook(partial(self._text_layer_hook, depth))
+                )
+                self._handles.append(
+                    vision_layers[depth].register_forward_pre_hook(partial(self._vision_layer_hook, depth))
+                )
+            self._handles.append(clip.vision_model.embeddings.register_forward_hook(self._append_vision_prompts))
+
+    @contextmanager
+    def prompting_text(self) -> Iterator[None]:
+        """Within this block, text passes use the learnable context (inputs must start with the placeholders)."""
+        previous, self._text_active = self._text_active, True
+        try:
+            yield
+        finally:
+            self._text_active = previous
+
+    def check_placeholders(self, input_ids: torch.Tensor, placeholder_ids: list[int]) -> None:
+        """The M tokens after [SOS] of every prompt must be the placeholder's single token."""
+        if len(placeholder_ids) != 1:
+            raise ValueError(
+                f"the context placeholder tokenises to {len(placeholder_ids)} tokens {placeholder_ids}; choose a "
+                "context_placeholder that is a single token"
+            )
+        positions = input_ids[:, 1 : 1 + self.num_tokens]
+        if positions.shape[1] != self.num_tokens or not bool((positions == placeholder_ids[0]).all()):
+            raise ValueError("the tokenised grade prompts do not start with the context placeholders")
+
+    # --- hooks --------------------------------------------------------------------------------------
+
+    def _replace_context(self, hidden: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        prompts = prompts.to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
+        return torch.cat([hidden[:, :1], prompts, hidden[:, 1 + self.num_tokens :]], dim=1)
+
+    def _insert_context(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        if not self._text_active:
+            return None
+        return self._replace_context(output, self.context)
+
+    def _text_layer_hook(self, depth: int, module: nn.Module, args: tuple) -> tuple | None:
+        if not self._text_active or self.deep_text_prompts is None:
+            return None
+        return (self._replace_context(args[0], self.deep_text_prompts[depth - 1]), *args[1:])
+
+    def _vision_prompts(self, depth: int) -> torch.Tensor:
+        source = self.context if depth == 0 else self.deep_text_prompts[depth - 1]
+        return self.vision_projections[depth](source)
+
+    def _append_vision_prompts(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        prompts = self._vision_prompts(0).to(output.dtype).unsqueeze(0).expand(output.shape[0], -1, -1)
+        return torch.cat([output, prompts], dim=1)
+
+    def _vision_layer_hook(self, depth: int, module: nn.Module, args: tuple) -> tuple:
+        hidden = args[0]
+        prompts = self._vision_prompts(depth).to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
+        return (torch.cat([hidden[:, : -self.num_tokens], prompts], dim=1), *args[1:])
