@@ -258,7 +258,8 @@ class HubServer:
         ]
         self.idle_timeout = idle_timeout
         self.last_request = time.monotonic()
-        self._stopped = threading.Event()
+        self._stopped = threading.Event()  # stop() has begun
+        self._closed = threading.Event()  # the sockets are closed
 
     def start(self) -> HubServer:
         for thread in self._threads:
@@ -268,16 +269,19 @@ class HubServer:
         return self
 
     def stop(self) -> None:
-        if self._stopped.is_set():
+        if self._stopped.is_set():  # stopping already (e.g. the idle watchdog): wait until it is done
+            self._closed.wait(timeout=10)
             return
         self._stopped.set()
         for httpd in self._httpds:
             httpd.shutdown()
             httpd.server_close()
+        self._closed.set()
 
     @property
     def running(self) -> bool:
-        return not self._stopped.is_set()
+        """False once the server has stopped and closed its sockets."""
+        return not self._closed.is_set()
 
     def _stop_when_idle(self) -> None:
         assert self.idle_timeout is not None
