@@ -860,6 +860,7 @@ def use_hub_server(monkeypatch: Any, server: HubServer, hf_home: str | os.PathLi
     """
     import huggingface_hub.constants as hub_constants
     import huggingface_hub.hf_api as hub_api
+    from huggingface_hub import HfFileSystem
 
     env = {
         "HF_ENDPOINT": server.url,
@@ -880,6 +881,8 @@ def use_hub_server(monkeypatch: Any, server: HubServer, hf_home: str | os.PathLi
     )
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True)
+    # fsspec reuses HfFileSystem instances made with the same arguments, which would keep an earlier endpoint.
+    HfFileSystem.clear_instance_cache()
     # huggingface_hub's module-level functions (`upload_file`, `create_repo`, ...) are methods of one HfApi made at
     # import; `RepoCard.push_to_hub` and other helpers use it.
     monkeypatch.setattr(hub_api.api, "endpoint", server.url)

@@ -76,9 +76,12 @@ print("RESULT " + json.dumps({
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """A running test Hub that this process and its subprocesses use; fails the test on any unimplemented route."""
+    from huggingface_hub import HfFileSystem
+
     with HubServer() as server:
         server.env = use_hub_server(monkeypatch, server, tmp_path / "hf_home")
         yield server
+    HfFileSystem.clear_instance_cache()  # fsspec keeps instances, which would keep this server's endpoint
     assert server.unhandled_requests == [], (
         f"the client called routes the test server lacks: {server.unhandled_requests}"
     )
