@@ -165,3 +165,20 @@ def test_bad_arguments_raise() -> None:
         build_synthetic_dataset(image_size=4)
     with pytest.raises(ValueError, match="at least one photo for training"):
         build_synthetic_dataset(image_size=16, crops_per_source=1, num_val_sources=4, num_test_sources=4)
+
+
+def test_distortion_subset_and_auto_levelled_crops() -> None:
+    subset = build_synthetic_dataset(image_size=16, crops_per_source=1, num_raters=3, distortions=["noise", "blur"])
+    test = subset["test"]
+    assert set(test["distortion"]) == {"none", "blur", "noise"}
+    assert len(test) == 2 * (1 + 2 * 4)  # 2 test photos x 1 crop x (pristine + 2 types x 4 levels)
+    pristine = [
+        np.asarray(im).astype(float) @ synthetic._LUMA
+        for im, lv in zip(test["image"], test["level"], strict=True)
+        if lv == 0
+    ]
+    for luminance in pristine:  # auto-levelling stretches the 1st-99th percentiles to (nearly, after clipping) 0-255
+        low, high = np.percentile(luminance, [1, 99])
+        assert low < 16 and high - low > 200
+    with pytest.raises(ValueError, match="non-empty subset"):
+        build_synthetic_dataset(image_size=16, distortions=["sepia"])

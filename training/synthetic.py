@@ -5,19 +5,21 @@ r"""A small synthetic image-quality dataset built offline from real photographs,
 and matplotlib's `grace_hopper.jpg` (public domain) when matplotlib is installed. Each photo is resized so
 its short side is `4 * image_size` and `crops_per_source` textured, colourful square crops of side
 `image_size` are cut from it (candidates are ranked by gradient energy plus colourfulness; flat crops would
-hide blur and noise, grey crops would hide colour loss).
+hide blur and noise, grey crops would hide colour loss). Each crop is then auto-levelled (its 1st-99th
+luminance percentiles stretched to 0-255) so that lost contrast is not confused with dim content.
 
 **Distortions.** Every crop appears once pristine (distortion "none", level 0) and once for each of five
-distortion types at levels 1..4:
+distortion types at levels 1..4 (level 1 is already visible at 64 pixels, level 4 is severe; milder levels
+were not learnable by a tiny from-scratch ViT, see docs/datasets.md):
 
 =========  ==========================================  =====================
 type       operation                                    parameter at level 1..4
 =========  ==========================================  =====================
-blur       Gaussian blur, std in pixels                 0.6, 1.1, 1.7, 2.6
-noise      additive white Gaussian noise (0-255 scale)  6, 12, 20, 32
-jpeg       JPEG re-compression, PIL quality             40, 20, 10, 5
-contrast   x -> m + alpha (x - m), m = mean luminance   0.70, 0.50, 0.34, 0.22
-colour     x -> g + beta (x - g), g = pixel luminance   0.55, 0.30, 0.12, 0.0
+blur       Gaussian blur, std in pixels                 1.0, 1.8, 2.8, 4.0
+noise      additive white Gaussian noise (0-255 scale)  10, 20, 35, 55
+jpeg       JPEG re-compression, PIL quality             25, 12, 6, 3
+contrast   x -> m + alpha (x - m), m = mean luminance   0.60, 0.40, 0.25, 0.12
+colour     x -> g + beta (x - g), g = pixel luminance   0.50, 0.25, 0.08, 0.0
 =========  ==========================================  =====================
 
 **Quality.** The noise-free quality of a crop at level l of a distortion with exponent gamma is
@@ -44,7 +46,7 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +60,16 @@ Q_PRISTINE = 4.6
 Q_WORST = 1.3
 NUM_LEVELS = 4
 DISTORTIONS: dict[str, dict[str, Any]] = {
-    "blur": {"parameters": (0.6, 1.1, 1.7, 2.6), "gamma": 0.9},
-    "noise": {"parameters": (6.0, 12.0, 20.0, 32.0), "gamma": 0.8},
-    "jpeg": {"parameters": (40, 20, 10, 5), "gamma": 1.0},
-    "contrast": {"parameters": (0.70, 0.50, 0.34, 0.22), "gamma": 1.2},
-    "colour": {"parameters": (0.55, 0.30, 0.12, 0.0), "gamma": 1.4},
+    "blur": {"parameters": (1.0, 1.8, 2.8, 4.0), "gamma": 0.9},
+    "noise": {"parameters": (10.0, 20.0, 35.0, 55.0), "gamma": 0.8},
+    "jpeg": {"parameters": (25, 12, 6, 3), "gamma": 1.0},
+    "contrast": {"parameters": (0.60, 0.40, 0.25, 0.12), "gamma": 1.2},
+    "colour": {"parameters": (0.50, 0.25, 0.08, 0.0), "gamma": 1.4},
 }
 RATER_BIAS_STD = 0.25
 RATING_ERROR_STD = 0.6
 _LUMA = np.array([0.299, 0.587, 0.114])
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # bump whenever the images or scores a given set of arguments produces change
 
 __all__ = [
     "DISTORTIONS",
@@ -233,7 +235,18 @@ def _select_crops(photo: np.ndarray, size: int, count: int, rng: np.random.Gener
             break
         if int(index) not in chosen:
             chosen.append(int(index))
-    return [candidates[i] for i in chosen]
+    return [_auto_level(candidates[i]) for i in chosen]
+
+
+def _auto_level(crop: np.ndarray) -> np.ndarray:
+    """Stretches the crop's 1st-99th luminance percentiles to 0-255 (all channels alike), so every pristine
+    crop uses the full range and lost contrast is visible in the pixels rather than confused with dim content."""
+    luminance = crop.astype(np.float64) @ _LUMA
+    low, high = np.percentile(luminance, [1, 99])
+    if high - low < 1.0:
+        return crop
+    stretched = (crop.astype(np.float64) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(stretched), 0, 255).astype(np.uint8)
 
 
 # --- the dataset --------------------------------------------------------------------------------------
@@ -262,6 +275,7 @@ def build_synthetic_dataset(
     num_raters: int = 25,
     num_val_sources: int = 1,
     num_test_sources: int = 2,
+    distortions: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> Any:
     """Builds (or loads from the cache in `out_dir`) the synthetic quality dataset described above.
@@ -275,6 +289,7 @@ def build_synthetic_dataset(
         crops_per_source: Crops per photo; each gives 1 + 5 * 4 = 21 images.
         num_raters: Simulated raters per image.
         num_val_sources, num_test_sources: Photos held out for validation and test.
+        distortions: The distortion types to include (default: all five, in `DISTORTIONS` order).
         overwrite: Rebuild even when a matching cache exists.
 
     Returns:
@@ -287,8 +302,13 @@ def build_synthetic_dataset(
 
     from training.data import describe_dataset
 
+    distortions = list(DISTORTIONS) if distortions is None else list(distortions)
+    unknown = sorted(set(distortions) - set(DISTORTIONS))
+    if unknown or not distortions:
+        raise ValueError(f"distortions={distortions}; expected a non-empty subset of {list(DISTORTIONS)}")
     parameters = {
         "format_version": _FORMAT_VERSION,
+        "distortions": [kind for kind in DISTORTIONS if kind in distortions],
         "image_size": int(image_size),
         "seed": int(seed),
         "crops_per_source": int(crops_per_source),
@@ -326,7 +346,9 @@ def build_synthetic_dataset(
             "name": datasets.Value("string"),
         }
     )
-    conditions = [("none", 0)] + [(kind, level) for kind in DISTORTIONS for level in range(1, NUM_LEVELS + 1)]
+    conditions = [("none", 0)] + [
+        (kind, level) for kind in parameters["distortions"] for level in range(1, NUM_LEVELS + 1)
+    ]
     splits = {}
     for split, names in split_sources.items():
         rows: dict[str, list[Any]] = {key: [] for key in features}
