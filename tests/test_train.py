@@ -282,3 +282,16 @@ def test_frozen_backbone_trains_head_from_cached_embeddings(tmp_path: Path, synt
     for key in backbone_keys:
         torch.testing.assert_close(trained[key], initial[key], atol=0, rtol=0, msg=f"{key} changed")
     assert any(not torch.equal(trained[k], initial[k]) for k in head_keys), "the head did not train"
+
+
+def test_flips_are_a_function_of_seed_epoch_and_row(tokenizer) -> None:
+    from training.common import ImageBatchCollator
+
+    collator = ImageBatchCollator(make_tiny_model(tokenizer).image_processor, hflip=True, seed=3)
+    collator.set_epoch(1)
+    first = collator.flips(range(200))
+    assert torch.equal(collator.flips(range(200)), first)  # no hidden state: a resumed run flips alike
+    assert torch.equal(collator.flips([5, 7]), first[[5, 7]])  # independent of batch composition
+    assert 60 < int(first.sum()) < 140
+    collator.set_epoch(2)
+    assert not torch.equal(collator.flips(range(200)), first)

@@ -447,23 +447,28 @@ def limit_samples(dataset: Any, limit: int | None) -> Any:
 
 
 class ImageBatchCollator:
-    """Turns rows `{"image": PIL, "mos": float, "mos_std": float?}` into a batch:
+    """Turns rows `{"image": PIL, "mos": float, "mos_std": float?, "row_index": int?}` into a batch:
     `pixel_values` (B, 3, S, S) from the model's image processor, `labels` (B,), `mos_std` (B,) (NaN where
-    unknown) and optional random horizontal flips."""
+    unknown), with optional random horizontal flips.
 
-    def __init__(self, image_processor: Any, *, hflip: bool = False, generator: torch.Generator | None = None) -> None:
+    A flip is a pure function of (seed, epoch, row_index), not a draw from a running generator: Accelerate's
+    loaders fetch one batch ahead, so a generator's state at a checkpoint is already past the next batch and a
+    resumed run would flip differently. Call `set_epoch` at the start of every epoch.
+    """
+
+    def __init__(self, image_processor: Any, *, hflip: bool = False, seed: int = 0) -> None:
         self.image_processor = image_processor
         self.hflip = hflip
-        self.generator = generator
+        self.seed = seed
+        self.epoch = 0
 
-    def state_dict(self) -> dict[str, Any]:
-        """The flip generator's state, saved in checkpoints so a resumed run flips the same images (the global
-        RNG cannot serve: each DataLoader iterator draws from it when created, a resume creates one more)."""
-        return {"generator": None if self.generator is None else self.generator.get_state()}
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("generator") is not None and self.generator is not None:
-            self.generator.set_state(state["generator"])
+    def flips(self, row_indices: Sequence[int]) -> torch.Tensor:
+        """Boolean (B,): whether each row is flipped in the current epoch."""
+        draws = [np.random.default_rng([self.seed, self.epoch, int(i)]).random() for i in row_indices]
+        return torch.tensor(draws) < 0.5
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         from modeling_agqg import load_image_file
@@ -471,9 +476,16 @@ class ImageBatchCollator:
         images = [load_image_file(row["image"]) for row in rows]
         pixel_values = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
         if self.hflip:
-            flip = torch.rand(len(rows), generator=self.generator) < 0.5
+            if any("row_index" not in row for row in rows):
+                raise ValueError("hflip needs a 'row_index' column (add it with with_row_index)")
+            flip = self.flips([row["row_index"] for row in rows])
             pixel_values = torch.where(flip[:, None, None, None], pixel_values.flip(-1), pixel_values)
         return {"pixel_values": pixel_values, **_label_tensors(rows)}
+
+
+def with_row_index(dataset: Any) -> Any:
+    """Adds an int column `row_index` = 0..N-1 (the key of per-sample augmentation decisions)."""
+    return dataset.add_column("row_index", list(range(len(dataset))))
 
 
 class EmbeddingBatchCollator:

@@ -61,6 +61,7 @@ from training.common import (
     resolve_mixed_precision,
     save_config,
     save_scatter_plot,
+    with_row_index,
     write_eval_results,
 )
 
@@ -250,8 +251,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         eval_collate: Any = collate
     else:
         train_rows, eval_rows, trainable = train_images, eval_images, model
-        flip_generator = torch.Generator().manual_seed(config.seed + accelerator.process_index)
-        collate = ImageBatchCollator(image_processor, hflip=config.hflip, generator=flip_generator)
+        if config.hflip:
+            train_rows = with_row_index(train_rows)
+        collate = ImageBatchCollator(image_processor, hflip=config.hflip, seed=config.seed)
         eval_collate = ImageBatchCollator(image_processor)
 
     train_loader = DataLoader(
@@ -288,8 +290,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
     trainable, optimizer, lr_scheduler = accelerator.prepare(trainable, optimizer, lr_scheduler)
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
-    if isinstance(collate, ImageBatchCollator):
-        accelerator.register_for_checkpointing(collate)
 
     if tracking:
         accelerator.init_trackers("agqg", config=_tracker_config(config))
@@ -339,6 +339,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             break
         trainable.train()
         train_loader.set_epoch(epoch)
+        if isinstance(collate, ImageBatchCollator):
+            collate.set_epoch(epoch)
         if resume_batches:
             epoch_loader = accelerator.skip_first_batches(train_loader, resume_batches)
             resume_batches = 0

@@ -1,0 +1,219 @@
+"""Training-speed benchmark: the speed features of `training/train.py` against plain loops, in one process.
+
+    python benchmarks/bench_training.py [--batch_size 16] [--steps 8] [--images 256] [--epochs 3]
+
+CLIP ViT-B/32 shapes (`CLIPConfig()` defaults: 224 px, 12+12 layers, text length 77) with random weights;
+timing does not depend on the weights.
+
+1. **Steps/s with a frozen text tower.** Baseline: the plain fp32 loop that re-encodes the K grade prompts
+   (padded to 77 tokens) through the frozen text tower at every step. Ours: the grade-text features cached in
+   the model's buffers (no text pass) plus bf16 autocast where the CPU/GPU supports it. Each step is forward,
+   loss, backward, AdamW step. Also reported: each feature alone, so the ratio can be attributed.
+2. **Head-only epochs with a frozen backbone.** Baseline: an epoch that re-encodes every image with the frozen
+   vision tower (fp32, as a plain loop does) and trains the head. Ours: image embeddings computed once with
+   `datasets.map` (`training.common.add_image_embeds`), then epochs over the cached embeddings
+   (`training.common.HeadOnlyScorer`). Reported per epoch, plus the one-time caching cost and the ratio over
+   the whole run of `--epochs` epochs.
+
+Targets (issue 3): >= 2x steps/s for (1) and >= 20x per epoch for (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+from transformers import CLIPConfig, CLIPModel
+
+from modeling_agqg import AGQGForImageQualityAssessment
+from modeling_agqg.offline import clip_character_tokenizer
+from training.common import HeadOnlyScorer, add_image_embeds, cpu_has_fast_bf16, freeze_parameters, parameter_groups
+from training.losses import compute_loss
+
+LOSS_WEIGHTS = {"l1": 1.0}
+
+
+def build_vit_b32(**overrides: Any) -> AGQGForImageQualityAssessment:
+    """AGQG around a randomly initialised CLIP with ViT-B/32 shapes (text vocabulary 49408)."""
+    torch.manual_seed(0)
+    tokenizer = clip_character_tokenizer()
+    clip = CLIPModel(CLIPConfig())
+    return AGQGForImageQualityAssessment.from_clip(clip, tokenizer=tokenizer, **overrides)
+
+
+def _autocast(enabled: bool) -> contextlib.AbstractContextManager:
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def _median_seconds(step: Callable[[], None], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def bench_steps(batch_size: int, steps: int, use_bf16: bool) -> dict[str, Any]:
+    """(1): seconds per training step for the four combinations of {re-encode prompts, cached} x {fp32, bf16}."""
+    model = build_vit_b32()
+    freeze_parameters(model, freeze_backbone=False, freeze_text_tower=True)
+    model.train()
+    optimizer = torch.optim.AdamW(parameter_groups(model, head_lr=1e-4, backbone_lr=1e-5, weight_decay=0.01))
+    generator = torch.Generator().manual_seed(0)
+    pixel_values = torch.randn(batch_size, 3, 224, 224, generator=generator)
+    labels = torch.rand(batch_size, generator=generator) * 4 + 1
+    prompt_ids, prompt_mask = model.grade_prompt_ids, model.grade_prompt_mask  # (K, 77): re-encoded by the baseline
+
+    def make_step(reencode: bool, bf16: bool) -> Callable[[], None]:
+        def step() -> None:
+            with _autocast(bf16):
+                if reencode:
+                    output = model(pixel_values=pixel_values, input_ids=prompt_ids, attention_mask=prompt_mask)
+                else:
+                    output = model(pixel_values=pixel_values)
+            loss, _ = compute_loss(output, labels, weights=LOSS_WEIGHTS, score_range=(1.0, 5.0), num_grades=5)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+
+        return step
+
+    seconds = {
+        "baseline_fp32_reencode": _median_seconds(make_step(True, False), steps),
+        "cached_text_fp32": _median_seconds(make_step(False, False), steps),
+    }
+    if use_bf16:
+        seconds["bf16_reencode"] = _median_seconds(make_step(True, True), steps)
+        seconds["ours_bf16_cached_text"] = _median_seconds(make_step(False, True), steps)
+    ours = seconds.get("ours_bf16_cached_text", seconds["cached_text_fp32"])
+    return {
+        "batch_size": batch_size,
+        "seconds_per_step": seconds,
+        "steps_per_second": {k: 1.0 / v for k, v in seconds.items()},
+        "speedup_vs_baseline": {k: seconds["baseline_fp32_reencode"] / v for k, v in seconds.items()},
+        "ours": "ours_bf16_cached_text" if use_bf16 else "cached_text_fp32",
+        "ratio": seconds["baseline_fp32_reencode"] / ours,
+    }
+
+
+def _batches(count: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, count, batch_size):
+        yield slice(start, min(start + batch_size, count))
+
+
+def bench_head_only(num_images: int, batch_size: int, epochs: int, use_bf16: bool) -> dict[str, Any]:
+    """(2): seconds per head-only epoch, re-encoding images vs cached embeddings."""
+    import datasets
+    from PIL import Image
+
+    model = build_vit_b32()
+    freeze_parameters(model, freeze_backbone=True, freeze_text_tower=False)
+    processor = model.default_image_processor()
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)) for _ in range(num_images)]
+    labels = (rng.random(num_images) * 4 + 1).astype(np.float32)
+    rows = datasets.Dataset.from_dict({"image": images, "mos": labels}).cast_column("image", datasets.Image())
+    # Both sides start from ready pixel tensors for the re-encoding loop, so only the model work is compared.
+    pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
+    label_tensor = torch.from_numpy(labels)
+
+    def train_epoch(score: Callable[[slice], Any]) -> None:
+        optimizer = torch.optim.AdamW(model.head.parameters(), lr=1e-3)
+        model.train()
+        for batch in _batches(num_images, batch_size):
+            output = score(batch)
+            loss, _ = compute_loss(output, label_tensor[batch], weights=LOSS_WEIGHTS, score_range=(1.0, 5.0),
+                                   num_grades=5)  # fmt: skip
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+    def reencode_epoch(bf16: bool) -> None:
+        def score(batch: slice) -> Any:
+            with _autocast(bf16):
+                return model(pixel_values=pixel_values[batch])
+
+        train_epoch(score)
+
+    started = time.perf_counter()
+    with _autocast(use_bf16):
+        cached = add_image_embeds(rows, model, processor, batch_size=batch_size, desc="caching")
+    cache_seconds = time.perf_counter() - started
+    embeds = torch.tensor(np.asarray(cached["image_embeds"]), dtype=torch.float32)
+    scorer = HeadOnlyScorer(model)
+
+    def cached_epoch() -> None:
+        train_epoch(lambda batch: scorer(embeds[batch]))
+
+    seconds = {
+        "baseline_fp32_reencode_epoch": _median_seconds(lambda: reencode_epoch(False), repeats=2, warmup=1),
+        "cached_embeddings_epoch": _median_seconds(cached_epoch, repeats=5, warmup=1),
+    }
+    if use_bf16:
+        seconds["bf16_reencode_epoch"] = _median_seconds(lambda: reencode_epoch(True), repeats=2, warmup=1)
+    baseline_run = epochs * seconds["baseline_fp32_reencode_epoch"]
+    ours_run = cache_seconds + epochs * seconds["cached_embeddings_epoch"]
+    return {
+        "images": num_images,
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "one_time_caching_seconds": cache_seconds,
+        "ratio_per_epoch": seconds["baseline_fp32_reencode_epoch"] / seconds["cached_embeddings_epoch"],
+        "ratio_per_epoch_vs_bf16_reencode": (
+            seconds["bf16_reencode_epoch"] / seconds["cached_embeddings_epoch"] if use_bf16 else None
+        ),
+        f"ratio_whole_run_{epochs}_epochs_incl_caching": baseline_run / ours_run,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per variant (median)")
+    parser.add_argument("--images", type=int, default=128, help="images per head-only epoch")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs for the whole-run ratio of part 2")
+    parser.add_argument("--no_bf16", action="store_true", help="fp32 only, even on CPUs with fast bf16")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    use_bf16 = cpu_has_fast_bf16() and not args.no_bf16
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, bf16 autocast: {use_bf16}")  # fmt: skip
+
+    steps = bench_steps(args.batch_size, args.steps, use_bf16)
+    print(f"\n(1) training steps, ViT-B/32 shapes, batch {args.batch_size}, frozen text tower")
+    for name, value in steps["seconds_per_step"].items():
+        print(f"    {name:<26} {value:7.3f} s/step  {1 / value:6.2f} steps/s  "
+              f"{steps['speedup_vs_baseline'][name]:5.2f}x")  # fmt: skip
+    print(f"    ratio ours/baseline: {steps['ratio']:.2f}x (target >= 2x)")
+
+    head = bench_head_only(args.images, args.batch_size * 4, args.epochs, use_bf16)
+    print(f"\n(2) head-only epochs, frozen ViT-B/32 backbone, {args.images} images")
+    for name, value in head["seconds"].items():
+        print(f"    {name:<30} {value:8.3f} s")
+    print(f"    one-time caching (datasets.map) {head['one_time_caching_seconds']:.3f} s")
+    print(f"    ratio per epoch vs fp32 re-encoding: {head['ratio_per_epoch']:.0f}x (target >= 20x)")
+    if head["ratio_per_epoch_vs_bf16_reencode"]:
+        print(f"    ratio per epoch vs bf16 re-encoding: {head['ratio_per_epoch_vs_bf16_reencode']:.0f}x")
+    key = f"ratio_whole_run_{args.epochs}_epochs_incl_caching"
+    print(f"    whole run of {args.epochs} epochs incl. caching: {head[key]:.1f}x")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"steps": steps, "head_only": head}, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
