@@ -250,7 +250,8 @@ class AGQGOutput(ModelOutput):
         difficulties: Increasing GRM thresholds, shape (K-1,), or (B, K-1) with per-image prompts.
             `None` with softmax grading.
         discrimination: GRM discrimination a, shape () or (B,). `None` with softmax grading.
-        similarities: Cosine similarities of the image to the K grade prompts, shape (B, K).
+        similarities: Cosine similarities of the image to the K grade prompts, shape (B, K). With multitask
+            prompts: the log-sum-exp pooled similarity of each grade (`aggregate_variant_similarities`).
         image_embeds: Normalised projected image embeddings, shape (B, D).
     """
 
@@ -459,6 +460,21 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             self.refresh_grade_text_embeds()
         return super().state_dict(*args, **kwargs)
 
+    def _encode_unique_prompts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Normalised text embeddings of per-image prompts, (..., L) -> (..., D), running the text tower once per
+        distinct (ids, mask) row: several views of one image, or images sharing a generation prompt, repeat
+        the same K prompts."""
+        flat_ids = input_ids.reshape(-1, input_ids.shape[-1])
+        if attention_mask is None:
+            unique_ids, inverse = torch.unique(flat_ids, dim=0, return_inverse=True)
+            embeds = self.encode_text(unique_ids)
+        else:
+            rows = torch.cat([flat_ids, attention_mask.reshape(flat_ids.shape)], dim=1)
+            unique_rows, inverse = torch.unique(rows, dim=0, return_inverse=True)
+            length = flat_ids.shape[1]
+            embeds = self.encode_text(unique_rows[:, :length], unique_rows[:, length:])
+        return embeds[inverse].view(*input_ids.shape[:-1], -1)
+
     # --- forward -------------------------------------------------------------------------------
 
     def forward(
@@ -502,9 +518,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         if input_ids is None:
             text_embeds, variant_embeds = self._grade_text_side()
         else:
-            flat_ids = input_ids.reshape(-1, input_ids.shape[-1])
-            flat_mask = attention_mask.reshape(flat_ids.shape) if attention_mask is not None else None
-            text_embeds = self.encode_text(flat_ids, flat_mask).view(*input_ids.shape[:-1], -1)
+            text_embeds = self._encode_unique_prompts(input_ids, attention_mask)
             if text_embeds.shape[-2] != self.config.num_grades:
                 raise ValueError(
                     f"input_ids has {text_embeds.shape[-2]} prompts per image, expected {self.config.num_grades}"

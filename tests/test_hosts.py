@@ -221,6 +221,29 @@ def test_prompt_options_are_validated_naming_the_field(tokenizer) -> None:
     assert AGQGConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
 
 
+def test_repeated_generation_prompts_are_encoded_once_with_the_same_result(tokenizer) -> None:
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(tokenizer)
+    prompts = ["a red car", "a cat", "a red car", "a red car"]
+    tokens = model.tokenize_alignment_prompts(tokenizer, prompts)
+    pixels = torch.randn(4, 3, 32, 32)
+    calls = []
+    handle = model.clip.text_model.register_forward_hook(
+        lambda module, args, kwargs, output: calls.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    with torch.no_grad():
+        together = model(pixels, **tokens)
+    handle.remove()
+    with torch.no_grad():
+        one_by_one = [
+            model(pixels[i : i + 1], **model.tokenize_alignment_prompts(tokenizer, [p])) for i, p in enumerate(prompts)
+        ]
+    assert calls == [2 * 5], "two distinct prompts x K grades"
+    assert torch.allclose(together.score, torch.cat([o.score for o in one_by_one]), atol=1e-6)
+    assert torch.allclose(together.difficulties, torch.cat([o.difficulties for o in one_by_one]), atol=1e-6)
+
+
 def test_generation_prompt_falls_back_to_the_source_and_names_missing_columns() -> None:
     assert generation_prompt({"prompt": "a red car", "source": "x"}) == "a red car"
     assert generation_prompt({"prompt": "", "source": "astronaut"}) == "astronaut"
