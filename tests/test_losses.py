@@ -184,11 +184,21 @@ def test_gradcheck_of_pairwise_losses() -> None:
     assert torch.autograd.gradcheck(lambda s: correlation_loss(s, labels, kind="srcc", rank_temperature=0.5), (scores,))
 
 
+@pytest.fixture(scope="module")
+def tiny_models() -> dict:
+    """One tiny model per grading, shared by the parametrised cases (each case clears the gradients)."""
+    from modeling_agqg.offline import clip_character_tokenizer
+
+    tokenizer = clip_character_tokenizer()
+    return {grading: make_tiny_model(tokenizer, grading=grading) for grading in ("agqg", "softmax")}
+
+
 @pytest.mark.parametrize("grading", ["agqg", "softmax"])
 @pytest.mark.parametrize("name", LOSS_NAMES)
-def test_every_loss_trains_a_tiny_model(tokenizer, grading: str, name: str) -> None:
-    model = make_tiny_model(tokenizer, grading=grading)
+def test_every_loss_trains_a_tiny_model(tiny_models: dict, grading: str, name: str) -> None:
+    model = tiny_models[grading]
     model.train()
+    model.zero_grad(set_to_none=True)
     pixel_values = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([1.5, 4.0, 2.5, 3.0])
     output = model(pixel_values=pixel_values)
