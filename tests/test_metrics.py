@@ -63,8 +63,8 @@ def test_failed_fit_falls_back_to_linear(monkeypatch: pytest.MonkeyPatch, caplog
         raise RuntimeError("Optimal parameters not found")
 
     monkeypatch.setattr(optimize, "curve_fit", failing_fit)
-    predictions = np.array([1.0, 2.0, 4.0, 3.0, 6.0])
-    references = np.array([1.5, 2.0, 3.0, 3.5, 4.5])
+    predictions = np.array([1.0, 2.0, 4.0, 3.0, 6.0, 5.5, 7.0, 8.0, 7.5, 9.0, 10.0, 12.0])
+    references = np.array([1.5, 2.0, 3.0, 3.5, 4.5, 4.0, 5.0, 5.5, 6.0, 6.5, 8.0, 7.0])
     with caplog.at_level(logging.WARNING):
         result = compute_metrics(predictions, references)
     assert "logistic fit failed" in caplog.text
@@ -110,3 +110,11 @@ def test_evaluate_module_loads_offline_and_matches() -> None:
         metric.add_batch(predictions=predictions[start : start + 16], references=references[start : start + 16])
     result = metric.compute()
     assert result == pytest.approx(compute_metrics(predictions, references))
+
+
+def test_few_samples_use_the_linear_fit() -> None:
+    # Six points with no rank correlation: a 4-parameter step could isolate the outlier; the linear fit cannot.
+    predictions = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    references = [2.0, 1.0, 2.5, 0.5, 9.0, 0.0]
+    result = compute_metrics(predictions, references)
+    assert result["plcc_logistic"] == pytest.approx(result["plcc"])

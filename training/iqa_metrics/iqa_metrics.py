@@ -49,6 +49,11 @@ _CITATION = """\
 """
 
 
+# Four parameters fitted to a handful of points can isolate single outliers with a step and report a high
+# PLCC for a predictor with no rank correlation at all; below this many samples the linear fit is used.
+MIN_SAMPLES_FOR_LOGISTIC = 10
+
+
 def logistic_4(x: np.ndarray, beta1: float, beta2: float, beta3: float, beta4: float) -> np.ndarray:
     r"""VQEG 4-parameter logistic: f(x) = (beta1 - beta2) / (1 + exp(-(x - beta3) / |beta4|)) + beta2.
 
@@ -62,13 +67,17 @@ def logistic_4(x: np.ndarray, beta1: float, beta2: float, beta3: float, beta4: f
 def fit_logistic_4(predictions: np.ndarray, references: np.ndarray) -> np.ndarray | None:
     """Least-squares fit of `logistic_4` mapping predictions onto references.
 
-    Returns the mapped predictions, shape (N,), or `None` when the fit does not converge or gives
-    non-finite values (the caller then falls back to a linear fit).
+    Returns the mapped predictions, shape (N,), or `None` when there are fewer than
+    `MIN_SAMPLES_FOR_LOGISTIC` samples, or the fit does not converge or gives non-finite values (the caller
+    then falls back to a linear fit).
     """
     x = np.asarray(predictions, dtype=np.float64)
     y = np.asarray(references, dtype=np.float64)
     x_std = x.std()
     if x_std == 0 or y.std() == 0:
+        return None
+    if x.size < MIN_SAMPLES_FOR_LOGISTIC:
+        logger.info("only %d samples: 4-parameter logistic fit skipped, linear fit used", x.size)
         return None
     # Standardising x makes the initial guess (midpoint 0, scale ~1) well conditioned whatever the scale.
     x_z = (x - x.mean()) / x_std
