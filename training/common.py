@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,10 @@ class TrainConfig:
     protocol: str | None = None
     target: str | None = None
     synthetic_image_size: int = 64
+    synthetic_distortions: list[str] | None = None
+    """Subset of the synthetic distortions (blur, noise, jpeg, contrast, colour); default all."""
+    data_on_bad_rows: str = "error"
+    """`error` stops at a missing image or bad score naming the file and row; `skip` drops them and reports a count."""
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     hflip: bool = False
@@ -248,6 +253,8 @@ def _validate(config: TrainConfig) -> None:
         len(config.score_range) != 2 or config.score_range[0] >= config.score_range[1]
     ):
         raise ValueError(f"score_range={config.score_range}: expected [min, max] with min < max")
+    if config.data_on_bad_rows not in ("error", "skip"):
+        raise ValueError(f"data_on_bad_rows={config.data_on_bad_rows!r}: use error or skip")
     if not config.loss_weights:
         raise ValueError("loss_weights is empty: give at least one loss, e.g. l1=1")
 
@@ -415,18 +422,20 @@ def load_run_datasets(config: TrainConfig, cache_dir: str | Path | None = None) 
         # Synthetic "split n" holds out the photos chosen with seed n (the repeated-split protocol); no split is
         # split 0. The training seed does not change the data.
         data_seed = int(config.split) if config.split else 0
-        splits = build_synthetic_dataset(out_dir, image_size=config.synthetic_image_size, seed=data_seed)
+        splits = build_synthetic_dataset(
+            out_dir, image_size=config.synthetic_image_size, seed=data_seed, distortions=config.synthetic_distortions
+        )
     else:
         from training.data import load_split
 
         if not config.data_root:
             raise ValueError(f"dataset={config.dataset!r} needs --data_root (the folder you downloaded)")
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"on_bad_rows": config.data_on_bad_rows}
         if config.protocol:
             kwargs["protocol"] = config.protocol
         if config.target:
             kwargs["target"] = config.target
-        splits = load_split(config.dataset, config.data_root, config.split, **kwargs)
+        splits = load_split(config.dataset, config.data_root, config.split or "1", **kwargs)
     missing = [name for name in ("train", "validation") if name not in splits]
     if missing:
         raise ValueError(f"dataset {config.dataset!r} split {config.split!r} has no {missing} split(s): {list(splits)}")
@@ -533,10 +542,24 @@ def add_image_embeds(dataset: Any, model: Any, image_processor: Any, *, batch_si
 # ---------------------------------------------------------------------------------------------
 
 
+MIN_IMAGES_FOR_METRICS = 5
+
+
 def metrics_for(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
-    """The five reported metrics (SRCC, KRCC, PLCC, logistic PLCC, RMSE) as plain floats."""
+    """The five reported metrics (SRCC, KRCC, PLCC, logistic PLCC, RMSE) as plain floats.
+
+    With fewer than `MIN_IMAGES_FOR_METRICS` images (the logistic fit has 4 parameters; a correlation of 2 or
+    3 points says nothing) every metric is NaN, with a warning, instead of a number that looks meaningful.
+    """
     from training.metrics import compute_metrics
 
+    if len(predictions) < MIN_IMAGES_FOR_METRICS:
+        warnings.warn(
+            f"only {len(predictions)} images to evaluate; metrics need at least {MIN_IMAGES_FOR_METRICS}: "
+            "reporting NaN",
+            stacklevel=2,
+        )
+        return dict.fromkeys(METRIC_NAMES, math.nan)
     computed = compute_metrics(predictions, references)
     return {name: float(computed[name]) for name in METRIC_NAMES}
 

@@ -56,7 +56,11 @@ def score_examples(model_dir: Path, output_dir: Path, count: int = 6) -> list[di
     from training.synthetic import build_synthetic_dataset
 
     resolved = _resolved_config(model_dir)
-    test = build_synthetic_dataset(image_size=int(resolved.get("synthetic_image_size", 64)), seed=0)["test"]
+    test = build_synthetic_dataset(
+        image_size=int(resolved.get("synthetic_image_size", 64)),
+        seed=0,
+        distortions=resolved.get("synthetic_distortions"),
+    )["test"]
     order = sorted(range(len(test)), key=lambda i: float(test[i]["mos"]))
     picks = [order[round(k * (len(order) - 1) / (count - 1))] for k in range(count)]
     sample_dir = output_dir / "samples"

@@ -392,7 +392,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if improved:
             progress.best_srcc, progress.best_epoch = metrics["srcc"], epoch
         if accelerator.is_main_process:
-            if improved:
+            # Without a finite SRCC yet (e.g. a validation set too small to measure), keep the latest model as a
+            # provisional best so the run still ends with a model; any finite SRCC replaces it.
+            provisional = not math.isfinite(progress.best_srcc)
+            if improved or provisional:
                 _save_model_atomically(_unwrap_full_model(accelerator, trainable), output_dir / "best_model")
             if config.plots:
                 save_scatter_plot(
@@ -465,7 +468,7 @@ def finalize(
 
     best_dir = output_dir / "best_model"
     if not best_dir.is_dir():
-        raise RuntimeError(f"{best_dir} is missing: no epoch produced a finite validation SRCC")
+        raise RuntimeError(f"{best_dir} is missing: the run evaluated no epoch")
     model = AGQGForImageQualityAssessment.from_pretrained(best_dir).to(accelerator.device).eval()
     dataset_name = config.dataset
     split_label = f"split {config.split}" if config.split else ""
