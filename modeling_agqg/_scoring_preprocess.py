@@ -93,7 +93,12 @@ class PreprocessSpec:
         if shortest_edge is None and resize_hw is None and crop_hw is None:
             return None
         resample = getattr(processor, "resample", Image.Resampling.BICUBIC)
-        resample = int(getattr(resample, "value", resample)) if resample is not None else int(Image.Resampling.BILINEAR)
+        try:
+            resample = (
+                int(getattr(resample, "value", resample)) if resample is not None else int(Image.Resampling.BILINEAR)
+            )
+        except (TypeError, ValueError):  # e.g. a torchvision InterpolationMode: leave it to the processor
+            return None
         if resample not in {int(r) for r in Image.Resampling}:
             return None
         rescale = float(processor.rescale_factor) if getattr(processor, "do_rescale", False) else None

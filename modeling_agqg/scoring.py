@@ -54,6 +54,10 @@ EXIT_SKIPPED = 3
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+# Timing of the last `run_score` in this process (benchmarks/bench_scoring.py reads it): images scored and the
+# seconds of the scoring loop, from starting the DataLoader to the last row written (model loading excluded).
+LAST_RUN: dict[str, float] = {}
+
 
 # ---------------------------------------------------------------------------------------------
 # Device, dtype and model
@@ -237,7 +241,7 @@ def score(
         model: An AGQG model object, or a local folder / Hub id loaded with
             `AutoModel.from_pretrained(..., trust_remote_code=True)`.
         batch_size: Images per forward (times `1 + crops` views).
-        device: "auto", "cpu" or "cuda".
+        device: "auto" (a model object's own device; for a path, CUDA when available), "cpu" or "cuda".
         dtype: "auto", "fp32", "bf16" or "fp16" (see the module docstring).
         crops: Extra evenly spaced crops per image, averaged with the resized image.
         prompts: One generation prompt per input (alignment scoring), or None.
@@ -253,11 +257,12 @@ def score(
         raise ValueError(f"on_error={on_error!r}; expected 'skip' or 'raise'")
     if preprocess not in PREPROCESS_MODES:
         raise ValueError(f"preprocess={preprocess!r}; expected one of {PREPROCESS_MODES}")
-    torch_device = resolve_device(device)
     was_training = getattr(model, "training", False)
+    is_object = not isinstance(model, (str, os.PathLike))
     model = load_model(model)
-    model_device = next(model.parameters()).device
-    if model_device != torch_device:
+    # A model object stays where the caller put it unless a device is asked for explicitly.
+    torch_device = next(model.parameters()).device if is_object and device == "auto" else resolve_device(device)
+    if next(model.parameters()).device != torch_device:
         model = model.to(torch_device)
     mode, spec, processor = _preprocess_setup(model, preprocess, crops)
     config = StreamConfig(
@@ -496,6 +501,7 @@ def run_score(args: argparse.Namespace) -> int:
         prefetch_factor=4 if workers > 0 else None,
     )
     scored_count, skipped_count, score_sum = 0, 0, 0.0
+    loop_started = time.perf_counter()
     bar = _progress_bar(total, enabled=dist.is_main and not args.quiet)
     try:
         for batch in loader:
@@ -530,6 +536,7 @@ def run_score(args: argparse.Namespace) -> int:
         outputs.results.close()
         outputs.errors.close()
     bar.close()
+    LAST_RUN.update(images=scored_count, seconds=time.perf_counter() - loop_started)
 
     totals = dist.sum([scored_count, skipped_count, score_sum])
     scored_count, skipped_count, score_sum = int(totals[0]), int(totals[1]), totals[2]
