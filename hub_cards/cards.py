@@ -115,7 +115,16 @@ def model_card_data(
     model_name: str | None = None,
 ) -> ModelCardData:
     """The YAML metadata of a model card: licence, library, pipeline tag, tags, base model, datasets, metrics and a
-    `model-index` with SRCC and PLCC per evaluated dataset/split."""
+    `model-index` with SRCC and PLCC per evaluated dataset/split (values rounded to 4 decimals; null ones left out).
+
+    Args:
+        config: The model's `config.json` as a dict (the base model falls back to its CLIP checkpoint's Hub id).
+        eval_results: A checked `eval_results.json` (see `load_eval_results`), or None.
+        license: The weights' licence id.
+        base_model: Overrides the base model.
+        datasets: Overrides the dataset list (default: the evaluated datasets, none for synthetic data).
+        model_name: Overrides the model-index name (default: `eval_results["model_name"]`).
+    """
     results = list((eval_results or {}).get("results", []))
     synthetic = bool((eval_results or {}).get("synthetic", False))
     name = model_name or (eval_results or {}).get("model_name") or "agqg-model"
