@@ -182,3 +182,14 @@ def test_distortion_subset_and_auto_levelled_crops() -> None:
         assert low < 16 and high - low > 200
     with pytest.raises(ValueError, match="non-empty subset"):
         build_synthetic_dataset(image_size=16, distortions=["sepia"])
+
+
+def test_crop_scales_share_out_the_crops() -> None:
+    multi = build_synthetic_dataset(image_size=16, crops_per_source=3, num_raters=3, crop_scales=(2.0, 8.0))
+    assert sorted(set(multi["test"]["crop"])) == [0, 1, 2]
+    assert len(multi["test"]) == 2 * 3 * 21
+    single = build_synthetic_dataset(image_size=16, crops_per_source=3, num_raters=3)
+    first_pristine = [np.asarray(d["test"][0]["image"]) for d in (multi, single)]
+    assert not np.array_equal(*first_pristine)  # a different scale gives different content
+    with pytest.raises(ValueError, match="crop_scales"):
+        build_synthetic_dataset(image_size=16, crop_scales=(0.5,))

@@ -272,6 +272,7 @@ def build_synthetic_dataset(
     image_size: int = 64,
     seed: int = 0,
     crops_per_source: int = 10,
+    crop_scales: Sequence[float] = (4.0,),
     num_raters: int = 25,
     num_val_sources: int = 1,
     num_test_sources: int = 2,
@@ -287,6 +288,8 @@ def build_synthetic_dataset(
         image_size: Side of the square crops in pixels.
         seed: Seeds the split, crop positions, noise and ratings; equal arguments give identical datasets.
         crops_per_source: Crops per photo; each gives 1 + 5 * 4 = 21 images.
+        crop_scales: The photo is resized to a short side of `scale * image_size` for each scale and the crops
+            are shared out between the scales (more scales: more varied content per photo).
         num_raters: Simulated raters per image.
         num_val_sources, num_test_sources: Photos held out for validation and test.
         distortions: The distortion types to include (default: all five, in `DISTORTIONS` order).
@@ -312,10 +315,13 @@ def build_synthetic_dataset(
         "image_size": int(image_size),
         "seed": int(seed),
         "crops_per_source": int(crops_per_source),
+        "crop_scales": [float(scale) for scale in crop_scales],
         "num_raters": int(num_raters),
         "num_val_sources": int(num_val_sources),
         "num_test_sources": int(num_test_sources),
     }
+    if not crop_scales or min(crop_scales) < 1:
+        raise ValueError(f"crop_scales={list(crop_scales)} must be non-empty and >= 1 (the crop must fit)")
     if image_size < 8 or crops_per_source < 1 or num_raters < 2:
         raise ValueError(f"need image_size >= 8, crops_per_source >= 1 and num_raters >= 2, got {parameters}")
     cache_key = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16]
@@ -353,8 +359,12 @@ def build_synthetic_dataset(
     for split, names in split_sources.items():
         rows: dict[str, list[Any]] = {key: [] for key in features}
         for name in names:
-            photo = _resize_short_side(photos[name], 4 * image_size)
-            for crop_index, crop in enumerate(_select_crops(photo, image_size, crops_per_source, rng)):
+            crops = []
+            for scale_index, scale in enumerate(parameters["crop_scales"]):
+                count = crops_per_source // len(crop_scales) + (scale_index < crops_per_source % len(crop_scales))
+                photo = _resize_short_side(photos[name], round(scale * image_size))
+                crops += _select_crops(photo, image_size, count, rng) if count else []
+            for crop_index, crop in enumerate(crops):
                 for distortion, level in conditions:
                     rows["image"].append(Image.fromarray(apply_distortion(crop, distortion, level, rng)))
                     rows["source"].append(name)
