@@ -163,6 +163,8 @@ def open_image(source: str | os.PathLike | bytes | Any, name: str, draft_spec: P
                     request = (DRAFT_MARGIN * target[1], DRAFT_MARGIN * target[0])
                     image.draft(image.mode if image.mode in ("RGB", "L") else None, request)
             image.load()
+        except PermissionError as error:
+            raise ImageLoadError(f"{name}: cannot read the file ({error.strerror})") from error
         except Image.UnidentifiedImageError as error:
             raise ImageLoadError(f"{name}: not an image file ({error})") from error
         except (OSError, SyntaxError, ValueError) as error:
