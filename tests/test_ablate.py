@@ -174,3 +174,19 @@ def test_ablation_end_to_end_on_the_synthetic_dataset(tmp_path: Path) -> None:
             assert (output / "plots" / name).read_bytes()[:8] == PNG_MAGIC
     # Split 2 is another photo split, built from another seed.
     assert (output / "data" / "synthetic_seed1").is_dir()
+
+
+@pytest.mark.slow
+def test_hosts_command_trains_one_host_and_saves_a_loadable_model(tmp_path: Path) -> None:
+    pytest.importorskip("datasets")
+    from modeling_agqg import AGQGForImageQualityAssessment
+    from training.hosts import main as hosts_main
+
+    output = tmp_path / "coop"
+    args = ["--host", "coop", "--grading", "softmax", "--steps", "2", "--batch_size", "8", "--output_dir", str(output)]
+    args += ["--max_train_samples", "16", "--max_eval_samples", "8"]
+    assert hosts_main(args) == 0
+    results = json.loads((output / "results.json").read_text())
+    assert results["host"] == "coop" and results["grading"] == "softmax" and results["test_images"] == 8
+    model = AGQGForImageQualityAssessment.from_pretrained(output / "model")
+    assert model.config.prompt_learning == "coop" and model.head is None

@@ -101,6 +101,24 @@ def test_switching_grading_changes_only_the_head(host: str) -> None:
     assert agqg.head is not None and softmax.head is None
 
 
+def test_liqe_multitask_uses_liqes_scene_and_distortion_words() -> None:
+    from training.hosts import LIQE_DISTORTIONS, LIQE_SCENES
+
+    preset, model = _build("liqe", multitask=True)
+    prompts = model.grade_prompts()
+    assert len(prompts) == 5 * len(LIQE_SCENES) * len(LIQE_DISTORTIONS)
+    assert prompts[0] == "a photo of a animal with blur artifacts, which is of bad quality."
+    assert model.grade_variant_embeds.shape == (5, len(LIQE_SCENES) * len(LIQE_DISTORTIONS), TINY.projection_dim)
+
+
+def test_hosts_command_lists_the_hosts(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.hosts import main
+
+    assert main(["--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(HOST_NAMES)
+
+
 def test_maple_depth_is_capped_at_the_towers_depth() -> None:
     preset, model = _build("maple")
     assert preset.model["prompt_depth"] > TINY.num_layers
@@ -204,6 +222,21 @@ def test_maple_vision_prompts_change_image_features_and_learn() -> None:
     out.loss.backward()
     for name, parameter in model.prompt_learner.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_a_deep_copy_prompts_with_its_own_parameters() -> None:
+    import copy
+
+    _, model = _build("maple")
+    clone = copy.deepcopy(model)
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(pixels).score
+        clone.prompt_learner.vision_projections[1].weight.mul_(5.0)
+        clone.prompt_learner.deep_text_prompts.mul_(5.0)
+        clone.refresh_grade_text_embeds()
+        assert torch.equal(model(pixels).score, before), "the original must not use the copy's prompts"
+        assert not torch.allclose(clone(pixels).score, before), "the copy must use its own prompts"
 
 
 def test_prompt_options_are_validated_naming_the_field(tokenizer) -> None:
@@ -346,18 +379,21 @@ def test_every_host_trains_saves_and_reloads_through_remote_code_and_the_pipelin
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, json.dumps(jobs)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    got = json.loads(result.stdout.strip().splitlines()[-1])
-    for host in HOST_NAMES:
-        assert got[host]["class"] == "AGQGForImageQualityAssessment"
-        assert got[host]["prompt_learning"] == expected[host]["prompt_learning"]
-        assert got[host]["plain"] == pytest.approx(expected[host]["plain"], abs=1e-5), host
-        assert got[host]["prompted"] == pytest.approx(expected[host]["prompted"], abs=1e-5), host
+    # AGQG_CROSS_PYTHON (CI: the transformers 4.x environment) also loads the folders saved here.
+    loaders = [sys.executable] + ([os.environ["AGQG_CROSS_PYTHON"]] if os.environ.get("AGQG_CROSS_PYTHON") else [])
+    for python in loaders:
+        result = subprocess.run(
+            [python, "-c", FRESH_PROCESS, json.dumps(jobs)],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-4000:]
+        got = json.loads(result.stdout.strip().splitlines()[-1])
+        for host in HOST_NAMES:
+            assert got[host]["class"] == "AGQGForImageQualityAssessment"
+            assert got[host]["prompt_learning"] == expected[host]["prompt_learning"]
+            assert got[host]["plain"] == pytest.approx(expected[host]["plain"], abs=1e-5), (python, host)
+            assert got[host]["prompted"] == pytest.approx(expected[host]["prompted"], abs=1e-5), (python, host)

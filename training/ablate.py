@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shlex
 import sys
@@ -275,7 +276,7 @@ def plot_host_bars(host: str, entry: dict[str, Any], path: Path) -> Path:
     axis.set_ylabel("correlation with MOS (mean ± std over splits)")
     axis.set_title(f"{host}: softmax vs AGQG grading")
     axis.axhline(0, color="black", linewidth=0.6)
-    axis.legend(loc="lower right")
+    axis.legend(loc="best", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -442,8 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     setup = (
         f"{len(records)} runs, {args.splits} split(s), {args.steps} steps x batch {args.batch_size}, clip={args.clip}, "
-        f"dataset={args.dataset}; {elapsed / 60:.1f} min on {torch.get_num_threads()} CPU thread(s) "
-        f"({platform.processor() or platform.machine()})"
+        f"dataset={args.dataset}; {elapsed / 60:.1f} min wall-clock on a {os.cpu_count()}-core "
+        f"{platform.machine()} machine, {torch.get_num_threads()} torch thread(s)"
     )
     note = SYNTHETIC_NOTE if args.dataset == "synthetic" else ""
     markdown = f"Command: `{command}`\n\n{setup}\n\n{table}"
