@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from modeling_agqg.prompt_learning_agqg import aggregate_variant_similarities
 from training.hosts import (
     HOST_NAMES,
     HostCollator,
+    HostPreset,
     TinyClipOptions,
     build_host_model,
     generation_prompt,
@@ -45,7 +47,7 @@ def _rows(count: int, seed: int = 0, size: int = 40) -> list[dict]:
     return rows
 
 
-def _build(host: str, grading: str = "agqg", seed: int = 0, **preset_overrides):
+def _build(host: str, grading: str = "agqg", seed: int = 0, **preset_overrides: Any) -> tuple[HostPreset, Any]:
     preset = load_host(host, grading=grading, **preset_overrides)
     return preset, build_host_model(preset, score_range=(1.0, 5.0), seed=seed, tiny=TINY)
 
@@ -145,7 +147,7 @@ def test_clip_iqa_softmax_is_the_probability_of_the_good_prompt() -> None:
     assert torch.allclose(out.score, 1.0 + 4.0 * p_good, atol=1e-5)
 
 
-def test_multitask_softmax_grading_is_the_quality_marginal_of_the_joint_softmax(tokenizer) -> None:
+def test_multitask_softmax_grading_is_the_quality_marginal_of_the_joint_softmax(tokenizer: Any) -> None:
     from conftest import make_tiny_model
 
     scenes, distortions = ["animal", "city"], ["blur", "noise", "jpeg"]
@@ -224,7 +226,7 @@ def test_maple_vision_prompts_change_image_features_and_learn() -> None:
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
-def test_maple_couples_towers_of_different_widths(tokenizer) -> None:
+def test_maple_couples_towers_of_different_widths(tokenizer: Any) -> None:
     from transformers import CLIPModel
 
     from modeling_agqg import AGQGForImageQualityAssessment
@@ -256,7 +258,7 @@ def test_a_deep_copy_prompts_with_its_own_parameters() -> None:
         assert not torch.allclose(clone(pixels).score, before), "the copy must use its own prompts"
 
 
-def test_prompt_options_are_validated_naming_the_field(tokenizer) -> None:
+def test_prompt_options_are_validated_naming_the_field(tokenizer: Any) -> None:
     from conftest import make_tiny_model
 
     with pytest.raises(ValueError, match="prompt_depth"):
@@ -271,7 +273,7 @@ def test_prompt_options_are_validated_naming_the_field(tokenizer) -> None:
     assert AGQGConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
 
 
-def test_repeated_generation_prompts_are_encoded_once_with_the_same_result(tokenizer) -> None:
+def test_repeated_generation_prompts_are_encoded_once_with_the_same_result(tokenizer: Any) -> None:
     from conftest import make_tiny_model
 
     model = make_tiny_model(tokenizer)

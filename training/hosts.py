@@ -270,7 +270,9 @@ class HostCollator:
     prompts `input_ids`/`attention_mask` (B * views, K, L).
     """
 
-    def __init__(self, model: Any, preset: HostPreset, *, train: bool, generator: torch.Generator | None = None):
+    def __init__(
+        self, model: Any, preset: HostPreset, *, train: bool, generator: torch.Generator | None = None
+    ) -> None:
         from training.evaluate import MultiCropCollator
 
         self.model = model
@@ -469,7 +471,7 @@ def predict_host(
 
 def decode_rows(
     dataset: Any, limit: int | None = None, columns: Sequence[str] = ("mos", "mos_std", "prompt", "source")
-):
+) -> list[dict[str, Any]]:
     """The rows of a `datasets.Dataset` as dicts with decoded RGB images, read once (the ablation reuses them
     for every host and grading, and `HostCollator` keeps their preprocessed pixels)."""
     from modeling_agqg import load_image_file
