@@ -301,7 +301,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         super().__init__(config)
         self.clip = CLIPModel(config.clip_config)
         embed_dim = config.clip_config.projection_dim
-        # Built before the head so both gradings draw the same initial prompts from the same seed.
+        # Its prompts come from a generator seeded with torch.initial_seed(): both gradings start from the same.
         self.prompt_learner: PromptLearner | None = None
         if config.prompt_learning is not None:
             self.prompt_learner = PromptLearner(
