@@ -677,7 +677,7 @@ def plot_explanation(result: dict[str, Any], path: str) -> None:
     names = list(result["grade_probs"])
     probs = list(result["grade_probs"].values())
     theta = result["ability"]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), gridspec_kw={"height_ratios": [1, 1.2]})
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8.5, 6), gridspec_kw={"height_ratios": [1, 1.2]})
     top.bar(names, probs, color="#4c72b0")
     top.set_ylim(0, 1)
     top.set_ylabel("P(grade)")
@@ -696,7 +696,7 @@ def plot_explanation(result: dict[str, Any], path: str) -> None:
         for index, b in enumerate(thresholds):
             bottom.axvline(b, color="grey", linestyle="--", linewidth=1)
             bottom.text(b, 1.02, f"b{index + 1}", ha="center", color="grey")
-        bottom.legend(fontsize=8, loc="center right")
+        bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         bottom.text(0.5, 0.5, "softmax grading: no thresholds", transform=bottom.transAxes, ha="center")
     bottom.axvline(theta, color="#c44e52", linewidth=2)
