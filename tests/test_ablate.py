@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from modeling_agqg import grm_grade_probs, min_scaled_gap_for_unimodality
 from training.ablate import (
     example_indices,
+    load_ablation_splits,
     main,
     markdown_table,
     multimodal_mask,
@@ -190,3 +191,42 @@ def test_hosts_command_trains_one_host_and_saves_a_loadable_model(tmp_path: Path
     assert results["host"] == "coop" and results["grading"] == "softmax" and results["test_images"] == 8
     model = AGQGForImageQualityAssessment.from_pretrained(output / "model")
     assert model.config.prompt_learning == "coop" and model.head is None
+
+
+@pytest.mark.slow
+def test_ablation_on_real_format_agiqa_3k_uses_the_generation_prompts(shared_data: Path, tmp_path: Path) -> None:
+    """The AGIQA-3K fixtures (official data.csv, real images) through `--dataset agiqa-3k`: the IPCE host reads
+    each image's generation prompt from the dataset's `prompt` column."""
+    pytest.importorskip("datasets")
+    import csv
+    import shutil
+
+    source = shared_data / "AGIQA-3K"
+    root = tmp_path / "AGIQA-3K"
+    (root / "images").mkdir(parents=True)
+    present = {p.name for p in (source / "images").iterdir()}
+    with (source / "data.csv").open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.reader(handle)]
+    kept = [rows[0]] + [row for row in rows[1:] if row[0] in present]
+    if len(kept) < 6:
+        pytest.skip(f"only {len(kept) - 1} AGIQA-3K images in the fixtures")
+    with (root / "data.csv").open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(kept)
+    for row in kept[1:]:
+        shutil.copy(source / "images" / row[0], root / "images" / row[0])
+    output = tmp_path / "ablation"
+    code = main(
+        ["--dataset", "agiqa-3k", "--data_root", str(root), "--protocol", "random", "--hosts", "ipce"]
+        + ["--splits", "1", "--steps", "2", "--batch_size", "4", "--no_plots", "--output_dir", str(output)]
+    )
+    assert code == 0
+    payload = json.loads((output / "ablation.json").read_text())
+    assert {r["grading"] for r in payload["runs"]} == {"softmax", "agqg"}
+    assert all(r["train_images"] + r["test_images"] == len(kept) - 1 for r in payload["runs"])
+    from training.hosts import decode_rows, generation_prompt
+
+    splits, score_range = load_ablation_splits("agiqa-3k", str(root), "1", seed=0, protocol="random")
+    train_rows = decode_rows(splits["train"])
+    prompts = {row[0]: row[1] for row in kept[1:]}
+    assert all(generation_prompt(row) in prompts.values() for row in train_rows)
+    assert score_range[1] > score_range[0]

@@ -106,17 +106,23 @@ def load_ablation_splits(
     seed: int,
     cache_dir: str | Path | None = None,
     synthetic_image_size: int = 64,
+    protocol: str | None = None,
 ) -> tuple[Any, tuple[float, float]]:
     """The `DatasetDict` of one split and its MOS range. `synthetic`: built with `seed` (a different photo
     split per seed) and cached in `cache_dir/synthetic_seed<seed>`; otherwise `training.data` loads the
-    protocol's split `split` from `data_root`."""
+    protocol's split `split` from `data_root` (`protocol`: see `training.data.load_split`, default its split files)."""
     from training.common import SYNTHETIC, TrainConfig, dataset_score_range, load_run_datasets
 
     root = data_root
     if dataset == SYNTHETIC and cache_dir is not None and data_root is None:
         root = str(Path(cache_dir) / f"synthetic_seed{seed}")
     config = TrainConfig(
-        dataset=dataset, data_root=root, split=split, seed=seed, synthetic_image_size=synthetic_image_size
+        dataset=dataset,
+        data_root=root,
+        split=split,
+        seed=seed,
+        synthetic_image_size=synthetic_image_size,
+        protocol=protocol,
     )
     splits = load_run_datasets(config)
     return splits, dataset_score_range(config, splits)
@@ -332,6 +338,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Ablate softmax vs AGQG grading across host frameworks.")
     parser.add_argument("--dataset", default="synthetic", help="'synthetic' or a dataset name known to training.data")
     parser.add_argument("--data_root", help="the dataset's folder (real datasets)")
+    parser.add_argument(
+        "--protocol", help="split protocol of a real dataset (training.data.load_split; default: files)"
+    )
     parser.add_argument("--hosts", default="all", help=f"'all' or a comma list of {', '.join(HOST_NAMES)} / YAML files")
     parser.add_argument("--gradings", default="softmax,agqg", help="comma list of gradings to compare")
     parser.add_argument("--splits", type=int, default=3, help="number of splits (synthetic: seeds; real: split 1..N)")
@@ -394,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=seed,
                 cache_dir=output_dir / "data",
                 synthetic_image_size=args.synthetic_image_size,
+                protocol=args.protocol,
             )
             train_rows = decode_rows(splits["train"], args.max_train_samples)
             test_rows = decode_rows(splits[_test_split_name(splits)], args.max_eval_samples)
