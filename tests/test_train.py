@@ -183,32 +183,33 @@ def test_head_only_scorer_trains_only_the_head(tokenizer) -> None:
 
 
 @pytest.mark.slow
-def test_accelerate_launch_run_writes_a_complete_model(tmp_path: Path, synthetic_cache: Path) -> None:
+def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch) -> None:
+    """`python training/quickstart.py` (shrunk by flags it passes on): `accelerate launch` training, a complete
+    model folder, eval_results.json, plots, TensorBoard logs, rotated checkpoints, pipeline scoring, the
+    synthetic notice and the one-line change for real data."""
+    from training.quickstart import main as quickstart
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    result = run_training(
+    code = quickstart(
         [
-            "--config",
-            "quickstart.yaml",
-            *TINY_RUN_FLAGS,
-            "--data_root",
-            str(synthetic_cache),
             "--output_dir",
             str(out),
+            *TINY_RUN_FLAGS,
             "--num_train_epochs",
             "2",
             "--checkpointing_steps",
             "2",
             "--checkpoints_total_limit",
             "2",
-            "--hflip",
-            "true",
-        ],  # fmt: skip
-        tmp_path,
-        launcher=launcher,
+        ]  # fmt: skip
     )
-    assert "SYNTHETIC DEMONSTRATION" in result.stdout
+    assert code == 0
+    printed = capfd.readouterr().out
+    assert printed.count("SYNTHETIC DEMONSTRATION") >= 2  # before and after
+    assert "--clip openai/clip-vit-base-patch16 --dataset agiqa-3k" in printed
+    assert "pipeline('image-quality'" in printed and "SRCC" in printed and "PLCC" in printed
 
     model_dir = out / "model"
     for name in ("config.json", "model.safetensors", "modeling_agqg.py", "configuration_agqg.py", "pipeline_agqg.py",
@@ -231,16 +232,17 @@ def test_accelerate_launch_run_writes_a_complete_model(tmp_path: Path, synthetic
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
     resolved = resolve_config({"config": str(out / "train_config.yaml")})
-    assert resolved.num_train_epochs == 2 and resolved.hflip is True
+    assert resolved.num_train_epochs == 2 and resolved.hflip is True and resolved.freeze_text_tower is True
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["num_processes"] == 1
 
-    # The saved folder scores through the public pipeline, like the final evaluation did.
+    # The six example images were scored by path through the pipeline; their PNG files are there.
+    samples = sorted((out / "samples").glob("*.png"))
+    assert len(samples) == 6
     from transformers import pipeline
 
     scorer = pipeline("image-quality", model=str(model_dir), trust_remote_code=True)
-    from training.synthetic import build_synthetic_dataset
-
-    test_rows = build_synthetic_dataset(synthetic_cache, image_size=32, seed=0)["test"]
-    scores = [scorer(image)["score"] for image in test_rows.select(range(3))["image"]]
+    scores = [scorer(str(path))["score"] for path in samples[:2]]
     assert all(1.0 <= s <= 5.0 for s in scores)
 
 

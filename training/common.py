@@ -83,6 +83,8 @@ class TrainConfig:
     protocol: str | None = None
     target: str | None = None
     synthetic_image_size: int = 64
+    synthetic_crops_per_source: int = 10
+    """Crops cut from each source photo (each gives 21 images); more crops = more content variety."""
     synthetic_distortions: list[str] | None = None
     """Subset of the synthetic distortions (blur, noise, jpeg, contrast, colour); default all."""
     data_on_bad_rows: str = "error"
@@ -423,7 +425,11 @@ def load_run_datasets(config: TrainConfig, cache_dir: str | Path | None = None) 
         # split 0. The training seed does not change the data.
         data_seed = int(config.split) if config.split else 0
         splits = build_synthetic_dataset(
-            out_dir, image_size=config.synthetic_image_size, seed=data_seed, distortions=config.synthetic_distortions
+            out_dir,
+            image_size=config.synthetic_image_size,
+            seed=data_seed,
+            crops_per_source=config.synthetic_crops_per_source,
+            distortions=config.synthetic_distortions,
         )
     else:
         from training.data import load_split

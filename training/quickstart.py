@@ -42,7 +42,9 @@ def launch_command(output_dir: Path, num_processes: int, extra: Sequence[str]) -
     launcher += ["--mixed_precision", "no", "--num_processes", str(num_processes)]
     if num_processes > 1:
         launcher += ["--multi_gpu", "--main_process_port", "0"]
+    # The synthetic dataset is cached in the run folder, so the scoring step below reuses it.
     train_args = ["--config", str(CONFIG_DIR / "quickstart.yaml"), "--output_dir", str(output_dir)]
+    train_args += ["--data_root", str(output_dir / "synthetic_data")]
     if num_processes > 1:
         train_args += ["--cpu", "true"]
     return [*launcher, str(TRAIN_SCRIPT), *train_args, *extra]
@@ -57,8 +59,10 @@ def score_examples(model_dir: Path, output_dir: Path, count: int = 6) -> list[di
 
     resolved = _resolved_config(model_dir)
     test = build_synthetic_dataset(
+        output_dir / "synthetic_data",
         image_size=int(resolved.get("synthetic_image_size", 64)),
         seed=0,
+        crops_per_source=int(resolved.get("synthetic_crops_per_source", 10)),
         distortions=resolved.get("synthetic_distortions"),
     )["test"]
     order = sorted(range(len(test)), key=lambda i: float(test[i]["mos"]))

@@ -231,7 +231,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     accelerator.wait_for_everyone()
 
     # --- data and model ------------------------------------------------------------------------
-    splits = load_run_datasets(config)
+    # The main process builds (and, with a data_root, caches) the data first; the others then load the cache.
+    with accelerator.main_process_first():
+        splits = load_run_datasets(config)
     train_images = limit_samples(splits["train"], config.max_train_samples)
     eval_images = limit_samples(splits["validation"], config.max_eval_samples)
     score_range = dataset_score_range(config, splits)
