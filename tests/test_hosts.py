@@ -121,6 +121,20 @@ def test_hosts_command_lists_the_hosts(capsys: pytest.CaptureFixture[str]) -> No
     assert listed == list(HOST_NAMES)
 
 
+def test_hosts_build_around_a_local_clip_checkpoint(tokenizer: Any, tmp_path: Path) -> None:
+    from transformers import CLIPModel
+
+    from modeling_agqg.offline import tiny_clip_config
+
+    clip = CLIPModel(tiny_clip_config(tokenizer, num_hidden_layers=3))
+    clip.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model = build_host_model(load_host("maple"), clip=str(tmp_path), score_range=(0.0, 100.0))
+    assert model.config.prompt_depth == 3 and model.config.score_range == [0.0, 100.0]
+    for key, value in clip.state_dict().items():
+        assert torch.equal(model.clip.state_dict()[key], value), key
+
+
 def test_maple_depth_is_capped_at_the_towers_depth() -> None:
     preset, model = _build("maple")
     assert preset.model["prompt_depth"] > TINY.num_layers
