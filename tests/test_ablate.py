@@ -115,6 +115,17 @@ def test_summary_means_stds_and_paired_differences() -> None:
     assert "| liqe | n/a | 0.300 ± 0.000 | n/a |" in table
 
 
+def test_commands_reject_unknown_hosts_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training.hosts import main as hosts_main
+
+    assert main(["--hosts", "coop,vpt", "--output_dir", str(tmp_path)]) == 2
+    assert "host 'vpt'" in capsys.readouterr().err
+    assert hosts_main(["--host", str(tmp_path / "missing.yaml"), "--output_dir", str(tmp_path)]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    assert main(["--gradings", "softmax,mean", "--output_dir", str(tmp_path)]) == 2
+    assert "mean" in capsys.readouterr().err
+
+
 def test_example_indices_spread_over_the_mos_range() -> None:
     mos = [3.0, 1.0, 5.0, 2.0, 4.0]
     assert example_indices(mos, 3) == [1, 0, 2]

@@ -379,7 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --gradings {bad}: expected among {GRADINGS}", file=sys.stderr)
         return 2
     overrides = {} if args.backbone_learning_rate is None else {"backbone_learning_rate": args.backbone_learning_rate}
-    presets = [load_host(name, **overrides) for name in _host_list(args.hosts)]
+    try:
+        presets = [load_host(name, **overrides) for name in _host_list(args.hosts)]
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     tiny = TinyClipOptions(
         image_size=args.tiny_image_size,
         hidden_size=args.tiny_hidden_size,

@@ -524,7 +524,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["grading"] = args.grading
     if args.backbone_learning_rate is not None:
         overrides["backbone_learning_rate"] = args.backbone_learning_rate
-    preset = load_host(args.host, **overrides)
+    try:
+        preset = load_host(args.host, **overrides)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from training.ablate import load_ablation_splits, run_one
 
     splits, score_range = load_ablation_splits(
