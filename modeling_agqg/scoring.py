@@ -54,8 +54,9 @@ EXIT_SKIPPED = 3
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# Timing of the last `run_score` in this process (benchmarks/bench_scoring.py reads it): images scored and the
-# seconds of the scoring loop, from starting the DataLoader to the last row written (model loading excluded).
+# Timing of the last `run_score` in this process (benchmarks/bench_scoring.py reads it): images scored, and the
+# wall-clock and this process's CPU seconds of the scoring loop, from starting the DataLoader to the last row
+# written (model loading excluded; DataLoader workers' CPU time is theirs, see RUSAGE_CHILDREN).
 LAST_RUN: dict[str, float] = {}
 
 
@@ -526,7 +527,7 @@ def run_score(args: argparse.Namespace) -> int:
         prefetch_factor=4 if workers > 0 else None,
     )
     scored_count, skipped_count, score_sum = 0, 0, 0.0
-    loop_started = time.perf_counter()
+    loop_started, loop_cpu_started = time.perf_counter(), time.process_time()
     bar = _progress_bar(total, enabled=dist.is_main and not args.quiet)
     try:
         for batch in loader:
@@ -561,7 +562,11 @@ def run_score(args: argparse.Namespace) -> int:
         outputs.results.close()
         outputs.errors.close()
     bar.close()
-    LAST_RUN.update(images=scored_count, seconds=time.perf_counter() - loop_started)
+    LAST_RUN.update(
+        images=scored_count,
+        seconds=time.perf_counter() - loop_started,
+        process_seconds=time.process_time() - loop_cpu_started,
+    )
 
     totals = dist.sum([scored_count, skipped_count, score_sum])
     scored_count, skipped_count, score_sum = int(totals[0]), int(totals[1]), totals[2]
