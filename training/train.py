@@ -55,6 +55,7 @@ from training.common import (
     freeze_parameters,
     limit_samples,
     load_run_datasets,
+    make_adamw,
     metrics_for,
     parameter_groups,
     parse_config,
@@ -270,7 +271,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
     train_loader, eval_loader = accelerator.prepare(train_loader, eval_loader)
 
-    optimizer = torch.optim.AdamW(
+    optimizer = make_adamw(
         parameter_groups(
             model,
             head_lr=config.learning_rate,
