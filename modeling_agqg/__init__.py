@@ -14,6 +14,7 @@ from .modeling_agqg import (
     min_scaled_gap_for_unimodality,
 )
 from .pipeline_agqg import ImageLoadError, ImageQualityPipeline, load_image_file
+from .scoring import score
 
 __all__ = [
     "AGQGConfig",
@@ -27,6 +28,7 @@ __all__ = [
     "grm_grade_probs",
     "load_image_file",
     "min_scaled_gap_for_unimodality",
+    "score",
 ]
 
 __version__ = "0.1.0"
