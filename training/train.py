@@ -242,7 +242,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     freeze_parameters(model, freeze_backbone=config.freeze_backbone, freeze_text_tower=config.freeze_text_tower)
     image_processor = model.image_processor or model.default_image_processor()
 
-    use_embeds = config.freeze_backbone and config.cache_image_embeds and not config.hflip
+    # Cached embeddings are exact only when nothing but the grading head trains (a host with learnable prompts
+    # has trainable parameters outside it, which need the full forward).
+    head_only = all(name.startswith("head.") for name, p in model.named_parameters() if p.requires_grad)
+    use_embeds = config.freeze_backbone and config.cache_image_embeds and not config.hflip and head_only
     if use_embeds:
         # The frozen vision tower runs once per image here, never again in any epoch.
         model.to(accelerator.device)
