@@ -149,7 +149,9 @@ def _write_jpegs(folder: Path, count: int) -> None:
         Image.fromarray(image).save(folder / f"{index:05d}.jpg", quality=90)
 
 
-def bench_e2e(model, shape: str, images: int, batch: int, repeats: int, device: torch.device, work: Path) -> None:
+def bench_e2e(
+    model, shape: str, images: int, batch: int, repeats: int, device: torch.device, work: Path, workers: int | None
+) -> None:
     from modeling_agqg import scoring
     from modeling_agqg.cli import main
 
@@ -172,6 +174,7 @@ def bench_e2e(model, shape: str, images: int, batch: int, repeats: int, device: 
         code = main(
             ["score", str(folder), "--model", str(model_dir), "--out", str(out), "--batch-size", str(batch)]
             + ["--device", device.type, "--quiet", "--overwrite"]
+            + (["--workers", str(workers)] if workers is not None else [])
         )
         assert code == 0, code
         # CPU: the scoring loop's CPU time plus that of the DataLoader workers (decoding, preprocessing), i.e.
@@ -319,6 +322,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--e2e-images", type=int, default=256)
     parser.add_argument("--e2e-repeats", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="e2e: DataLoader workers (default: agqg's)")
     parser.add_argument("--crop-images", type=int, default=2)
     parser.add_argument("--memory-sizes", default="1000,10000")
     parser.add_argument("--work-dir", default=None, help="where to write images and models (default: a temp dir)")
@@ -342,7 +346,7 @@ def main() -> None:
                 for dtype_name in args.dtypes.split(","):
                     bench_tensors(model, shape, dtype_name, args.batch_size, args.repeats, device)
             if "e2e" in parts:
-                bench_e2e(model, shape, args.e2e_images, args.batch_size, args.e2e_repeats, device, work)
+                bench_e2e(model, shape, args.e2e_images, args.batch_size, args.e2e_repeats, device, work, args.workers)
             if "crops" in parts:
                 bench_crops(model, shape, args.crop_images, args.repeats, device)
             if "ipce" in parts:
