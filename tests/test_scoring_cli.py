@@ -278,3 +278,24 @@ def test_accelerate_two_processes_merge_exactly_once(tmp_path: Path, model_dir: 
     assert sorted(e["path"] for e in errors) == sorted(str(p) for p in broken)
     assert not list(tmp_path.glob("*.part*-of-*"))
     assert "scored 23 images" in done.stderr
+
+
+def test_agiqa3k_list_with_prompts(tmp_path: Path, model_dir: Path, shared_data: Path) -> None:
+    """The official AGIQA-3K data.csv (CRLF, quoted prompts) as a list: the 8 shipped images are scored with
+    their generation prompts, every other row is listed as missing, and a resumed run adds nothing."""
+    data_csv = shared_data / "AGIQA-3K" / "data.csv"
+    images = shared_data / "AGIQA-3K" / "images"
+    out = tmp_path / "agiqa.csv"
+    command = ["score", str(data_csv), "--root", str(images), "--prompt-column", "prompt", "--out", str(out)]
+    command += ["--model", str(model_dir), "--batch-size", "64", "--quiet", "--dtype", "fp32"]
+    assert main(command) == 3
+    rows = _read_csv(out)
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in images.glob("*.jpg"))
+    errors = _read_csv(tmp_path / "agiqa.errors.csv")
+    with open(data_csv, newline="", encoding="utf-8") as handle:
+        total = sum(1 for _ in csv.DictReader(handle))
+    assert len(rows) + len(errors) == total == 2982
+    assert all("not found" in e["reason"] for e in errors)
+    before = out.read_bytes()
+    assert main(command) == 3  # resumed: everything is done already
+    assert out.read_bytes() == before
