@@ -124,3 +124,9 @@ def test_explain_reports_ordered_thresholds(tiny_model, tmp_path: Path) -> None:
     assert result["discrimination"] > 0
     assert abs(sum(result["grade_probs"].values()) - 1) < 1e-5
     assert abs(result["score"] - score([path], model=tiny_model, dtype="fp32")[0]["score"]) < 1e-5
+
+
+def test_score_is_exported_at_the_package_top_level() -> None:
+    import modeling_agqg
+
+    assert modeling_agqg.score is score
