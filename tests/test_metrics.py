@@ -118,3 +118,10 @@ def test_few_samples_use_the_linear_fit() -> None:
     references = [2.0, 1.0, 2.5, 0.5, 9.0, 0.0]
     result = compute_metrics(predictions, references)
     assert result["plcc_logistic"] == pytest.approx(result["plcc"])
+
+
+def test_logistic_fit_with_fewer_points_than_parameters_falls_back() -> None:
+    """scipy's curve_fit raises TypeError below 4 points; the fit must report failure, not crash."""
+    from training.iqa_metrics.iqa_metrics import fit_logistic_4
+
+    assert fit_logistic_4(np.array([1.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0])) is None

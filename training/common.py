@@ -383,9 +383,9 @@ def make_adamw(groups: list[dict[str, Any]]) -> torch.optim.AdamW:
 class HeadOnlyScorer(torch.nn.Module):
     """Scores cached image embeddings with a frozen backbone: only the grading head runs.
 
-    Given normalised image embeddings v (B, D) from `model.get_image_embeds`, this computes what
-    `model(pixel_values)` computes after the vision tower: s = v T^T with the stored grade-text embeddings
-    T (K, D), then the head (or the softmax baseline) and the score on the MOS range. It is tested to match
+    Given normalised image embeddings v (B, D) from `model.get_image_embeds`, this runs
+    `model.score_image_embeds`: what `model(pixel_values)` computes after the vision tower (grade-text
+    features, similarities, the head or the softmax baseline, the score). It is tested to match
     `model(pixel_values)` exactly.
     """
 
@@ -394,30 +394,8 @@ class HeadOnlyScorer(torch.nn.Module):
         self.model = model
 
     def forward(self, image_embeds: torch.Tensor) -> Any:
-        from modeling_agqg import AGQGOutput, expected_grade, grade_to_score
-
-        model = self.model
-        text_embeds = model.grade_text_embeds.to(image_embeds.dtype)
-        similarities = image_embeds @ text_embeds.t()
-        logit_scale = model.clip.logit_scale.exp().clamp(max=100.0)
-        difficulties = discrimination = None
-        if model.head is not None:
-            graded = model.head(image_embeds, text_embeds, similarities, logit_scale)
-            grade_probs, ability = graded["grade_probs"], graded["ability"]
-            difficulties, discrimination = graded["difficulties"], graded["discrimination"]
-        else:
-            grade_probs = (logit_scale.float() * similarities.float()).softmax(-1)
-            ability = expected_grade(grade_probs) - (model.config.num_grades + 1) / 2
-        score = grade_to_score(expected_grade(grade_probs), model.config.num_grades, model.config.score_range)
-        return AGQGOutput(
-            score=score,
-            grade_probs=grade_probs,
-            ability=ability,
-            difficulties=difficulties,
-            discrimination=discrimination,
-            similarities=similarities.float(),
-            image_embeds=image_embeds,
-        )
+        # The model's own post-vision-tower path, so learned or multitask prompts are honoured too.
+        return self.model.score_image_embeds(image_embeds)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def fit_logistic_4(predictions: np.ndarray, references: np.ndarray) -> np.ndarra
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             params, _ = optimize.curve_fit(logistic_4, x_z, y, p0=initial, maxfev=20000)
-    except (RuntimeError, ValueError, optimize.OptimizeWarning) as error:
+    except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning) as error:  # TypeError: < 4 points
         logger.warning("4-parameter logistic fit failed (%s); falling back to a linear fit", error)
         return None
     mapped = logistic_4(x_z, *params)
