@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPImageProcessor, CLIPModel, PreTrainedModel
+from transformers import CLIPModel, PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
 from .configuration_agqg import AGQGConfig
@@ -523,24 +523,31 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
                 raise ValueError(
                     f"input_ids has {text_embeds.shape[-2]} prompts per image, expected {self.config.num_grades}"
                 )
-        text_embeds = text_embeds.to(image_embeds.dtype)
-        logit_scale = self.clip.logit_scale.exp().clamp(max=100.0)
-        if variant_embeds is not None:
-            similarities = aggregate_variant_similarities(image_embeds, variant_embeds, logit_scale)
-        elif text_embeds.dim() == 2:
-            similarities = image_embeds @ text_embeds.t()
-        else:
-            similarities = torch.einsum("bd,bkd->bk", image_embeds, text_embeds)
+        # Everything after the towers is cheap, and rounding there moves scores (CLIP's logit scale is 100):
+        # run it in at least float32 even under autocast.
+        with torch.autocast(device_type=image_embeds.device.type, enabled=False):
+            compute = torch.promote_types(image_embeds.dtype, torch.float32)
+            image_embeds = image_embeds.to(compute)
+            text_embeds = text_embeds.to(compute)
+            if variant_embeds is not None:
+                variant_embeds = variant_embeds.to(compute)
+            logit_scale = self.clip.logit_scale.exp().clamp(max=100.0).to(compute)
+            if variant_embeds is not None:
+                similarities = aggregate_variant_similarities(image_embeds, variant_embeds, logit_scale)
+            elif text_embeds.dim() == 2:
+                similarities = image_embeds @ text_embeds.t()
+            else:
+                similarities = torch.einsum("bd,bkd->bk", image_embeds, text_embeds)
 
-        if self.head is not None:
-            graded = self.head(image_embeds, text_embeds, similarities, logit_scale)
-            grade_probs, ability = graded["grade_probs"], graded["ability"]
-            difficulties, discrimination = graded["difficulties"], graded["discrimination"]
-        else:
-            grade_probs = (logit_scale.float() * similarities.float()).softmax(-1)
-            ability = expected_grade(grade_probs) - (self.config.num_grades + 1) / 2
-            difficulties = discrimination = None
-        score = grade_to_score(expected_grade(grade_probs), self.config.num_grades, self.config.score_range)
+            if self.head is not None:
+                graded = self.head(image_embeds, text_embeds, similarities, logit_scale)
+                grade_probs, ability = graded["grade_probs"], graded["ability"]
+                difficulties, discrimination = graded["difficulties"], graded["discrimination"]
+            else:
+                grade_probs = (logit_scale * similarities).softmax(-1)
+                ability = expected_grade(grade_probs) - (self.config.num_grades + 1) / 2
+                difficulties = discrimination = None
+            score = grade_to_score(expected_grade(grade_probs), self.config.num_grades, self.config.score_range)
 
         loss = None
         if labels is not None:
@@ -560,10 +567,10 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
     # --- construction, saving and loading ---------------------------------------------------------
 
-    def default_image_processor(self) -> CLIPImageProcessor:
+    def default_image_processor(self) -> Any:
         """CLIP's standard preprocessing at this backbone's input size."""
         size = self.config.clip_config.vision_config.image_size
-        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        return _clip_image_processor_class()(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
 
     @classmethod
     def from_clip(
@@ -650,7 +657,20 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
 
 def _image_processor_classes() -> tuple[list[type], tuple[str, ...]]:
-    return [CLIPImageProcessor], ("preprocessor_config.json", "processor_config.json")
+    return [_clip_image_processor_class()], ("preprocessor_config.json", "processor_config.json")
+
+
+def _clip_image_processor_class() -> type:
+    """transformers 5's `CLIPImageProcessor` wants torchvision and otherwise falls back to the PIL class with a
+    warning (even on `import`); ask for the PIL class directly then. Both save `image_processor_type:
+    CLIPImageProcessor`, so saved folders stay loadable everywhere, 4.x included."""
+    import importlib.util
+
+    import transformers
+
+    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
+        return transformers.CLIPImageProcessorPil
+    return transformers.CLIPImageProcessor
 
 
 def _tokenizer_classes() -> tuple[list[type], tuple[str, ...]]:
@@ -693,7 +713,7 @@ def _load_optional(kind: tuple[list[type], tuple[str, ...]], name_or_path: Any, 
             return klass.from_pretrained(name_or_path, **hub_kwargs)
         except (OSError, ValueError, TypeError) as error:
             logger.warning(f"could not load {klass.__name__} from {name_or_path}: {error}")
-    if CLIPImageProcessor in classes:
+    if _clip_image_processor_class() in classes:
         return _image_processor_from_processor_config(name_or_path, hub_kwargs)
     return None
 
@@ -712,7 +732,7 @@ def _image_processor_from_processor_config(name_or_path: Any, hub_kwargs: dict[s
     if not isinstance(settings, dict):
         return None
     settings = {k: v for k, v in settings.items() if k != "image_processor_type"}
-    return CLIPImageProcessor(**settings)
+    return _clip_image_processor_class()(**settings)
 
 
 AGQGForImageQualityAssessment.register_for_auto_class("AutoModel")

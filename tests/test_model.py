@@ -204,3 +204,15 @@ def test_save_pretrained_writes_a_complete_folder_twice(tiny_model, tmp_path: Pa
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded(pixels).score, tiny_model(pixels).score, atol=1e-6)
+
+
+def test_grading_runs_in_float32_under_autocast(tiny_model) -> None:
+    """The towers may run in bf16; similarities, head and score must not be rounded to it."""
+    pixels = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        reference = tiny_model(pixels)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = tiny_model(pixels)
+    for name in ("score", "grade_probs", "ability", "similarities", "difficulties"):
+        assert getattr(mixed, name).dtype == torch.float32, name
+    assert torch.allclose(mixed.score, reference.score, atol=0.02)
