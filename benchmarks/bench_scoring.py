@@ -138,15 +138,23 @@ def bench_tensors(model, shape: str, dtype_name: str, batch: int, repeats: int, 
     return bare_ips
 
 
+def _write_jpeg(folder: Path, index: int) -> None:
+    rng = np.random.default_rng(index)
+    coarse = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    image = np.asarray(Image.fromarray(coarse).resize((512, 512), Image.Resampling.BICUBIC), dtype=np.int16)
+    image = np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(folder / f"{index:05d}.jpg", quality=90)
+
+
 def _write_jpegs(folder: Path, count: int) -> None:
-    """512x512 JPEGs with natural-image-like content (smooth colour fields, edges and texture)."""
+    """512x512 JPEGs with natural-image-like content (smooth colour fields, edges and texture), written in
+    parallel (thousands of them are needed to time a GPU)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for index in range(count):
-        coarse = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
-        image = np.asarray(Image.fromarray(coarse).resize((512, 512), Image.Resampling.BICUBIC), dtype=np.int16)
-        image = np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(image).save(folder / f"{index:05d}.jpg", quality=90)
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(partial(_write_jpeg, folder), range(count), chunksize=64))
 
 
 def bench_e2e(

@@ -60,8 +60,17 @@ def build_vit_b32(**overrides: Any) -> AGQGForImageQualityAssessment:
     return AGQGForImageQualityAssessment.from_clip(clip, tokenizer=tokenizer, **overrides)
 
 
-def _autocast(enabled: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+# Where part 1 runs ("cpu" or "cuda"); part 2 always runs on the CPU.
+_device = "cpu"
+
+
+def _autocast(enabled: bool, device: str = "cpu") -> contextlib.AbstractContextManager:
+    return torch.autocast(device, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def _synchronize() -> None:
+    if _device == "cuda":
+        torch.cuda.synchronize()
 
 
 # Which clock the ratios use: "wall" (time.perf_counter) or "cpu" (time.process_time, this process's CPU time,
@@ -81,30 +90,32 @@ def _interleaved_medians(variants: dict[str, Callable[[], None]], repeats: int, 
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, step in variants.items():
+            _synchronize()
             started = clock()
             step()
+            _synchronize()
             times[name].append(clock() - started)
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def bench_steps(batch_size: int, steps: int, use_bf16: bool) -> dict[str, Any]:
     """(1): seconds per training step for the four combinations of {re-encode prompts, cached} x {fp32, bf16}."""
-    model = build_vit_b32()
+    model = build_vit_b32().to(_device)
     freeze_parameters(model, freeze_backbone=False, freeze_text_tower=True)
     model.train()
     groups = parameter_groups(model, head_lr=1e-4, backbone_lr=1e-5, weight_decay=0.01)
     plain_optimizer = torch.optim.AdamW(groups)  # the plain loop's default (for-each) AdamW
     fused_optimizer = make_adamw(groups)  # what train.py uses
     generator = torch.Generator().manual_seed(0)
-    pixel_values = torch.randn(batch_size, 3, 224, 224, generator=generator)
-    labels = torch.rand(batch_size, generator=generator) * 4 + 1
+    pixel_values = torch.randn(batch_size, 3, 224, 224, generator=generator).to(_device)
+    labels = (torch.rand(batch_size, generator=generator) * 4 + 1).to(_device)
     prompt_ids, prompt_mask = model.grade_prompt_ids, model.grade_prompt_mask  # (K, 77): re-encoded by the baseline
 
     def make_step(reencode: bool, bf16: bool) -> Callable[[], None]:
         optimizer = plain_optimizer if reencode and not bf16 else fused_optimizer
 
         def step() -> None:
-            with _autocast(bf16):
+            with _autocast(bf16, _device):
                 if reencode:
                     output = model(pixel_values=pixel_values, input_ids=prompt_ids, attention_mask=prompt_mask)
                 else:
@@ -218,21 +229,28 @@ def main(argv: list[str] | None = None) -> int:
         default="wall",
         help="wall time, or this process's CPU time (use with OMP_NUM_THREADS=1 on a busy machine)",
     )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where part 1 runs")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    global _clock_name
+    global _clock_name, _device
     _clock_name = args.clock
-    use_bf16 = cpu_has_fast_bf16() and not args.no_bf16
-    capability = torch.backends.cpu.get_cpu_capability()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {capability}, "
-          f"bf16 autocast: {use_bf16}, clock: {args.clock}")  # fmt: skip
+    _device = args.device
+    if _device == "cuda":
+        use_bf16 = torch.cuda.is_bf16_supported() and not args.no_bf16
+        print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, bf16 autocast: {use_bf16}, "
+              f"clock: {args.clock}")  # fmt: skip
+    else:
+        use_bf16 = cpu_has_fast_bf16() and not args.no_bf16
+        capability = torch.backends.cpu.get_cpu_capability()
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {capability}, "
+              f"bf16 autocast: {use_bf16}, clock: {args.clock}")  # fmt: skip
 
     parts = set(args.parts.split(","))
     results: dict[str, Any] = {}
     if "steps" in parts:
         results["steps"] = _report_steps(args, use_bf16)
     if "head" in parts:
-        results["head_only"] = _report_head(args, use_bf16)
+        results["head_only"] = _report_head(args, cpu_has_fast_bf16() and not args.no_bf16)  # CPU only
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
@@ -240,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report_steps(args: argparse.Namespace, use_bf16: bool) -> dict[str, Any]:
     steps = bench_steps(args.batch_size, args.steps, use_bf16)
-    print(f"\n(1) training steps, ViT-B/32 shapes, batch {args.batch_size}, frozen text tower")
+    print(f"\n(1) training steps on {args.device}, ViT-B/32 shapes, batch {args.batch_size}, frozen text tower")
     for name, value in steps["seconds_per_step"].items():
         print(f"    {name:<26} {value:7.3f} s/step  {1 / value:6.2f} steps/s  "
               f"{steps['speedup_vs_baseline'][name]:5.2f}x")  # fmt: skip
