@@ -52,3 +52,13 @@ def make_tiny_model(tokenizer, **config_overrides):
 @pytest.fixture
 def tiny_model(tokenizer):
     return make_tiny_model(tokenizer)
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 32-pixel synthetic dataset shared by the training subprocesses (they load it from disk)."""
+    from training.synthetic import build_synthetic_dataset
+
+    folder = tmp_path_factory.mktemp("synthetic32")
+    build_synthetic_dataset(folder, image_size=32, seed=0)
+    return folder

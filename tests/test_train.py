@@ -64,16 +64,6 @@ def run_training(args: list[str], tmp_path: Path, *, launcher: list[str] | None 
     return result
 
 
-@pytest.fixture(scope="session")
-def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One 32-pixel synthetic dataset shared by the training subprocesses (they load it from disk)."""
-    from training.synthetic import build_synthetic_dataset
-
-    folder = tmp_path_factory.mktemp("synthetic32")
-    build_synthetic_dataset(folder, image_size=32, seed=0)
-    return folder
-
-
 # --- configuration -----------------------------------------------------------------------------
 
 

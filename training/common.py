@@ -118,6 +118,8 @@ class TrainConfig:
     mixed_precision: str | None = None
     """`no`, `bf16`, `fp16`, `auto` (bf16 where the CPU or GPU supports it) or unset (the launcher decides)."""
     cpu: bool = False
+    fast_cpu_kernels: bool = True
+    """On CPU, train the vision tower through exact faster re-formulations (`training/speed.py`)."""
 
     # Evaluation, checkpoints, logging
     eval_crops: int = 0

@@ -65,6 +65,7 @@ from training.common import (
     with_row_index,
     write_eval_results,
 )
+from training.speed import speed_up_vision_training
 
 logger = get_logger(__name__)
 
@@ -241,6 +242,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model = build_model_for(config, score_range)
     freeze_parameters(model, freeze_backbone=config.freeze_backbone, freeze_text_tower=config.freeze_text_tower)
     image_processor = model.image_processor or model.default_image_processor()
+    if config.fast_cpu_kernels and accelerator.device.type == "cpu" and not config.freeze_backbone:
+        applied = speed_up_vision_training(model)
+        if applied:
+            accelerator.print(f"CPU training speed-ups (exact): {', '.join(applied)}")
 
     # Cached embeddings are exact only when nothing but the grading head trains (a host with learnable prompts
     # has trainable parameters outside it, which need the full forward).
