@@ -266,6 +266,43 @@ def test_agqg_push_then_fresh_process_loads_identical_scores(
 
 
 @pytest.mark.slow
+def test_train_py_push_to_hub_publishes_the_trained_model(
+    hub: HubServer, synthetic_cache: Path, image_paths: list[str], tmp_path: Path
+) -> None:
+    """`training/train.py --push_to_hub true --hub_model_id ...`: the run's final model folder goes up with its
+    card and results, and a fresh process scores with it exactly as the local folder does."""
+    from test_train import TINY_RUN_FLAGS, TRAIN_SCRIPT
+
+    out = tmp_path / "run"
+    flags = [*TINY_RUN_FLAGS, "--data_root", str(synthetic_cache), "--num_train_epochs", "1", "--report_to", "none"]
+    flags += ["--plots", "false", "--output_dir", str(out), "--push_to_hub", "true"]
+    env = {**hub.env, "PYTHONPATH": str(TRAIN_SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
+    missing_id = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *flags], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert missing_id.returncode != 0 and "push_to_hub needs hub_model_id" in missing_id.stderr
+    assert not out.exists(), "the missing repository id must be caught before training starts"
+    trained = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *flags, "--hub_model_id", "agqg-tester/trained"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr[-4000:]
+
+    model_dir = out / "model"
+    files = hub.files("agqg-tester/trained")
+    assert REQUIRED_FILES <= set(files) and "eval_results.json" in files
+    assert files["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
+    assert "Synthetic demonstration" in files["README.md"].decode()
+    local = _local_scores(model_dir, image_paths)
+    loaded = _load_in_fresh_process("agqg-tester/trained", "main", image_paths, hub.env, tmp_path)
+    np.testing.assert_allclose(loaded["pipeline"], local, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_code_repo_mode_serves_code_from_one_repository(
     hub: HubServer, model_dir: Path, image_paths: list[str], tmp_path: Path
 ) -> None:

@@ -261,6 +261,8 @@ def _validate(config: TrainConfig) -> None:
         raise ValueError(f"data_on_bad_rows={config.data_on_bad_rows!r}: use error or skip")
     if not config.loss_weights:
         raise ValueError("loss_weights is empty: give at least one loss, e.g. l1=1")
+    if config.push_to_hub and not config.hub_model_id:  # checked before training, not after it
+        raise ValueError("push_to_hub needs hub_model_id (e.g. --hub_model_id your-name/agqg-agiqa3k)")
 
 
 def parse_config(argv: Sequence[str] | None = None) -> TrainConfig:

@@ -539,7 +539,10 @@ def _push(model_dir: Path, config: TrainConfig) -> None:
 
     code = agqg_cli(["push", str(model_dir), config.hub_model_id])
     if code:
-        raise RuntimeError(f"agqg push {model_dir} {config.hub_model_id} failed with exit code {code}")
+        raise RuntimeError(
+            f"agqg push {model_dir} {config.hub_model_id} failed with exit code {code}; the trained model is saved "
+            f"in {model_dir}: rerun that command to finish the upload"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
