@@ -13,7 +13,7 @@ from .modeling_agqg import (
     grm_grade_probs,
     min_scaled_gap_for_unimodality,
 )
-from .pipeline_agqg import ImageLoadError, ImageQualityPipeline, load_image_file
+from .pipeline_agqg import ImageLoadError, ImageQualityPipeline, load_image_file, rgb_pixel_values
 from .scoring import score
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "grm_grade_probs",
     "load_image_file",
     "min_scaled_gap_for_unimodality",
+    "rgb_pixel_values",
     "score",
 ]
 

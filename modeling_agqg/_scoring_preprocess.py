@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .pipeline_agqg import ImageLoadError, load_image_file
+from .pipeline_agqg import ImageLoadError, load_image_file, rgb_pixel_values
 
 PREPROCESS_MODES = ("fast", "exact", "processor")
 DRAFT_MARGIN = 2
@@ -260,7 +260,7 @@ def processor_views(image: Any, processor: Any, spec_hw: tuple[int, int] | None,
         crop_h, crop_w = spec_hw
         for top, left in crop_grid(image.height, image.width, crop_h, crop_w, crops):
             images.append(image.crop((left, top, left + crop_w, top + crop_h)))
-    return processor(images=images, return_tensors="pt")["pixel_values"]
+    return rgb_pixel_values(processor, images)
 
 
 def normalize_batch(pixels: torch.Tensor, spec: PreprocessSpec | None) -> torch.Tensor:

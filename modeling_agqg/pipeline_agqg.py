@@ -60,6 +60,15 @@ def load_image_file(source: Any) -> Any:
         raise ImageLoadError(f"{name}: cannot convert to RGB ({error})") from error
 
 
+def rgb_pixel_values(image_processor: Any, images: Any) -> torch.Tensor:
+    """`image_processor(images)["pixel_values"]` (N, 3, H, W) for RGB PIL images (one or a list).
+
+    The channel layout is given, not guessed: transformers 4.x infers it from the array shape and takes a
+    1-pixel-tall (1, W, 3) image for channels-first, then fails ("mean must have 1 elements").
+    """
+    return image_processor(images=images, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
+
+
 def _to_rgb(image: Any) -> Any:
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit PNGs open as I;16 (or I); a plain convert would clip everything above 255 to white.
@@ -110,7 +119,7 @@ class ImageQualityPipeline(Pipeline):
                 raise ImageLoadError(f"input dict has no 'image' key (keys: {sorted(inputs)})")
             inputs, prompt = inputs["image"], inputs.get("prompt")
         image = load_image_file(inputs)
-        model_inputs = {"pixel_values": self.image_processor(images=image, return_tensors="pt")["pixel_values"]}
+        model_inputs = {"pixel_values": rgb_pixel_values(self.image_processor, image)}
         if prompt is not None:
             model_inputs.update(self.model.tokenize_alignment_prompts(self.tokenizer, [str(prompt)]))
         return model_inputs

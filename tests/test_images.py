@@ -75,6 +75,21 @@ def test_pil_images_are_accepted(pipe) -> None:
     assert 1.0 <= pipe(_gradient().convert("LA"))["score"] <= 5.0
 
 
+@pytest.mark.parametrize("size", [(500, 1), (1, 500), (1, 1), (3, 2)])
+def test_extreme_shapes_are_scored_like_any_image(pipe, size: tuple[int, int]) -> None:
+    """Degenerate sizes: transformers 4.x guesses the channel axis of a 1-pixel-tall array wrongly unless told."""
+    from modeling_agqg import rgb_pixel_values
+
+    image = _gradient(size)
+    pixel_values = rgb_pixel_values(pipe.image_processor, image)
+    assert pixel_values.shape == (1, 3, 32, 32)
+    result = pipe(image)
+    assert 1.0 <= result["score"] <= 5.0
+    with torch.no_grad():
+        expected = pipe.model(pixel_values=pixel_values).score.item()
+    assert result["score"] == pytest.approx(expected, abs=1e-5)
+
+
 @pytest.mark.parametrize(
     ("kind", "message"),
     [

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from transformers import CLIPImageProcessor
 
+from modeling_agqg import rgb_pixel_values
 from modeling_agqg._scoring_preprocess import (
     PreprocessSpec,
     crop_grid,
@@ -34,7 +35,7 @@ def _processor(**kwargs) -> CLIPImageProcessor:
 
 
 def _reference(processor: CLIPImageProcessor, image: Image.Image) -> torch.Tensor:
-    return processor(images=image, return_tensors="pt")["pixel_values"]
+    return rgb_pixel_values(processor, image)
 
 
 def _ours(spec: PreprocessSpec, source, name: str = "x", draft: bool = False) -> torch.Tensor:

@@ -478,10 +478,10 @@ class ImageBatchCollator:
         return torch.tensor(draws) < 0.5
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        from modeling_agqg import load_image_file
+        from modeling_agqg import load_image_file, rgb_pixel_values
 
         images = [load_image_file(row["image"]) for row in rows]
-        pixel_values = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        pixel_values = rgb_pixel_values(self.image_processor, images)
         if self.hflip:
             if any("row_index" not in row for row in rows):
                 raise ValueError("hflip needs a 'row_index' column (add it with with_row_index)")
@@ -514,14 +514,14 @@ def _label_tensors(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 def add_image_embeds(dataset: Any, model: Any, image_processor: Any, *, batch_size: int = 64, desc: str = "") -> Any:
     """Computes each image's normalised embedding once with `datasets.map` (column `image_embeds`, D floats)
     and drops the decoded images, so a frozen-backbone run never runs the vision tower again."""
-    from modeling_agqg import load_image_file
+    from modeling_agqg import load_image_file, rgb_pixel_values
 
     model.eval()
     device = next(model.parameters()).device
 
     def embed(batch: dict[str, list[Any]]) -> dict[str, Any]:
         images = [load_image_file(image) for image in batch["image"]]
-        pixel_values = image_processor(images=images, return_tensors="pt")["pixel_values"].to(device)
+        pixel_values = rgb_pixel_values(image_processor, images).to(device)
         return {"image_embeds": model.get_image_embeds(pixel_values).float().cpu().numpy()}
 
     keep = {"mos", "mos_std", "image_embeds"}

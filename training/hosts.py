@@ -308,14 +308,14 @@ class HostCollator:
     def _processed(self, rows: list[dict[str, Any]]) -> torch.Tensor:
         """The image processor's output per row, (B, 3, S, S). Rows made by `decode_rows` keep it (key
         `_pixels_<S>`), so runs that share rows preprocess each image once."""
-        from modeling_agqg import load_image_file
+        from modeling_agqg import load_image_file, rgb_pixel_values
 
         key = f"_pixels_{self.size}"
         cacheable = all(row.get("_cache_pixels") for row in rows)
         missing = [row for row in rows if not cacheable or key not in row]
         if missing:
             images = [load_image_file(row["image"]) for row in missing]
-            computed = self.processor(images=images, return_tensors="pt")["pixel_values"]
+            computed = rgb_pixel_values(self.processor, images)
             if not cacheable:
                 return computed
             for row, pixels in zip(missing, computed, strict=True):
