@@ -12,10 +12,7 @@ import pytest
 import torch
 from conftest import make_tiny_model
 from PIL import Image
-from test_train import (
-    TINY_RUN_FLAGS,
-    synthetic_cache,  # noqa: F401  (the shared dataset fixture)
-)
+from test_train import TINY_RUN_FLAGS
 
 from training.evaluate import MultiCropCollator, crop_boxes
 from training.run_splits import parse_splits, summarize

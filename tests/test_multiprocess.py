@@ -12,11 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_train import (
-    TINY_RUN_FLAGS,
-    run_training,
-    synthetic_cache,  # noqa: F401  (the shared dataset fixture)
-)
+from test_train import TINY_RUN_FLAGS, run_training
 
 
 @pytest.mark.slow

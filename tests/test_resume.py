@@ -18,7 +18,6 @@ from test_train import (
     TRAIN_SCRIPT,
     run_training,
     subprocess_env,
-    synthetic_cache,  # noqa: F401  (the shared dataset fixture)
 )
 
 from training.train import complete_checkpoints, resolve_resume_path
