@@ -236,6 +236,37 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     assert all(1.0 <= s <= 5.0 for s in scores)
 
 
+@pytest.mark.parametrize(("split", "seed"), [(None, 0), ("1", 1), ("3", 3)])
+def test_quickstart_examples_come_from_the_runs_own_held_out_photos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str | None, seed: int
+) -> None:
+    """The scored examples are built with the training run's arguments (synthetic split n = data seed n), so the
+    cached dataset is reused and `--split 1` does not score photos that split trained on."""
+    import yaml
+
+    import training.synthetic
+    from training.quickstart import score_examples
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    resolved = {"split": split, "synthetic_image_size": 16, "synthetic_crops_per_source": 4}
+    (model_dir / "train_config.yaml").write_text(yaml.safe_dump(resolved), encoding="utf-8")
+    seen: dict[str, object] = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build(out_dir: Path, **kwargs: object) -> None:
+        seen.update(kwargs, out_dir=out_dir)
+        raise Stop
+
+    monkeypatch.setattr(training.synthetic, "build_synthetic_dataset", fake_build)
+    with pytest.raises(Stop):
+        score_examples(model_dir, tmp_path)
+    assert seen["seed"] == seed and seen["image_size"] == 16 and seen["crops_per_source"] == 4
+    assert seen["out_dir"] == tmp_path / "synthetic_data"
+
+
 @pytest.mark.slow
 def test_frozen_backbone_trains_head_from_cached_embeddings(tmp_path: Path, synthetic_cache: Path, tokenizer) -> None:
     from safetensors.torch import load_file
@@ -287,6 +318,35 @@ def test_flips_are_a_function_of_seed_epoch_and_row(tokenizer) -> None:
     assert 60 < int(first.sum()) < 140
     collator.set_epoch(2)
     assert not torch.equal(collator.flips(range(200)), first)
+
+
+def test_rotations_are_a_function_of_seed_epoch_and_row_and_turn_the_pixels(tokenizer) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from training.common import ImageBatchCollator
+
+    processor = make_tiny_model(tokenizer).image_processor
+    collator = ImageBatchCollator(processor, hflip=True, rot90=True, seed=3)
+    collator.set_epoch(1)
+    turns = collator.rotations(range(400))
+    assert torch.equal(collator.rotations(range(400)), turns) and torch.equal(collator.rotations([9]), turns[[9]])
+    assert set(turns.tolist()) == {0, 1, 2, 3} and all(60 < int((turns == k).sum()) < 140 for k in range(4))
+    flips = collator.flips(range(400))
+    orientations = {(bool(f), int(k)) for f, k in zip(flips, turns, strict=True)}
+    assert len(orientations) == 8  # flips and turns are drawn independently: all 8 orientations occur
+
+    # The batch holds each row's processed image flipped (if drawn) and then turned k quarter turns.
+    size = processor.crop_size["height"]
+    pixels = np.random.default_rng(0).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    rows = [{"image": Image.fromarray(pixels), "mos": 3.0, "row_index": i} for i in range(8)]
+    batch = collator(rows)["pixel_values"]
+    plain = ImageBatchCollator(processor)(rows[:1])["pixel_values"][0]
+    for i in range(8):
+        expected = plain.flip(-1) if flips[i] else plain
+        assert torch.equal(batch[i], torch.rot90(expected, int(turns[i]), dims=(-2, -1)))
+    with pytest.raises(ValueError, match="row_index"):
+        ImageBatchCollator(processor, rot90=True)([{"image": Image.fromarray(pixels), "mos": 3.0}])
 
 
 @pytest.mark.slow

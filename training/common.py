@@ -93,6 +93,9 @@ class TrainConfig:
     max_eval_samples: int | None = None
     hflip: bool = False
     """Random horizontal flips while training (disables cached image embeddings)."""
+    rot90: bool = False
+    """Random rotations by 0, 90, 180 or 270 degrees while training (square inputs; with `hflip` all 8
+    orientations). Only for labels that do not depend on orientation; disables cached image embeddings."""
     num_workers: int = 0
 
     # Optimisation
@@ -456,16 +459,18 @@ def limit_samples(dataset: Any, limit: int | None) -> Any:
 class ImageBatchCollator:
     """Turns rows `{"image": PIL, "mos": float, "mos_std": float?, "row_index": int?}` into a batch:
     `pixel_values` (B, 3, S, S) from the model's image processor, `labels` (B,), `mos_std` (B,) (NaN where
-    unknown), with optional random horizontal flips.
+    unknown), with optional random horizontal flips and rotations by multiples of 90 degrees (flip first, then
+    rotate counter-clockwise k times, k in 0..3: with both, each of the 8 orientations has probability 1/8).
 
-    A flip is a pure function of (seed, epoch, row_index), not a draw from a running generator: Accelerate's
-    loaders fetch one batch ahead, so a generator's state at a checkpoint is already past the next batch and a
-    resumed run would flip differently. Call `set_epoch` at the start of every epoch.
+    A flip or rotation is a pure function of (seed, epoch, row_index), not a draw from a running generator:
+    Accelerate's loaders fetch one batch ahead, so a generator's state at a checkpoint is already past the next
+    batch and a resumed run would augment differently. Call `set_epoch` at the start of every epoch.
     """
 
-    def __init__(self, image_processor: Any, *, hflip: bool = False, seed: int = 0) -> None:
+    def __init__(self, image_processor: Any, *, hflip: bool = False, rot90: bool = False, seed: int = 0) -> None:
         self.image_processor = image_processor
         self.hflip = hflip
+        self.rot90 = rot90
         self.seed = seed
         self.epoch = 0
 
@@ -477,16 +482,31 @@ class ImageBatchCollator:
         draws = [np.random.default_rng([self.seed, self.epoch, int(i)]).random() for i in row_indices]
         return torch.tensor(draws) < 0.5
 
+    def rotations(self, row_indices: Sequence[int]) -> torch.Tensor:
+        """Int (B,): quarter turns (0..3) of each row in the current epoch, drawn independently of the flips."""
+        draws = [int(np.random.default_rng([self.seed, self.epoch, int(i), 1]).integers(4)) for i in row_indices]
+        return torch.tensor(draws, dtype=torch.long)
+
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         from modeling_agqg import load_image_file, rgb_pixel_values
 
         images = [load_image_file(row["image"]) for row in rows]
         pixel_values = rgb_pixel_values(self.image_processor, images)
-        if self.hflip:
+        row_indices: list[int] = []
+        if self.hflip or self.rot90:
             if any("row_index" not in row for row in rows):
-                raise ValueError("hflip needs a 'row_index' column (add it with with_row_index)")
-            flip = self.flips([row["row_index"] for row in rows])
+                raise ValueError("hflip and rot90 need a 'row_index' column (add it with with_row_index)")
+            row_indices = [row["row_index"] for row in rows]
+        if self.hflip:
+            flip = self.flips(row_indices)
             pixel_values = torch.where(flip[:, None, None, None], pixel_values.flip(-1), pixel_values)
+        if self.rot90:
+            if pixel_values.shape[-1] != pixel_values.shape[-2]:
+                raise ValueError(f"rot90 needs square inputs, got {tuple(pixel_values.shape[-2:])}")
+            turns = self.rotations(row_indices)
+            pixel_values = torch.stack(
+                [torch.rot90(image, int(k), dims=(-2, -1)) for image, k in zip(pixel_values, turns, strict=True)]
+            )
         return {"pixel_values": pixel_values, **_label_tensors(rows)}
 
 

@@ -1,12 +1,16 @@
 r"""A small synthetic image-quality dataset built offline from real photographs, for the quickstart and tests.
 
-**Sources.** Colour photographs shipped inside installed packages: scikit-image's `skimage.data` samples
-(astronaut, coffee, chelsea, rocket, hubble_deep_field, immunohistochemistry, retina; public domain or CC0)
-and matplotlib's `grace_hopper.jpg` (public domain) when matplotlib is installed. Each photo is resized so
-its short side is `4 * image_size` and `crops_per_source` textured, colourful square crops of side
-`image_size` are cut from it (candidates are ranked by gradient energy plus colourfulness; flat crops would
-hide blur and noise, grey crops would hide colour loss). Each crop is then auto-levelled (its 1st-99th
-luminance percentiles stretched to 0-255) so that lost contrast is not confused with dim content.
+**Sources.** The 9 real colour photographs shipped inside installed packages: scikit-image's `skimage.data`
+samples (astronaut, coffee, chelsea, rocket, hubble_deep_field, immunohistochemistry, retina and the left view of
+stereo_motorcycle; public domain or CC0) and matplotlib's `grace_hopper.jpg` (public domain) when matplotlib is
+installed. (scikit-image's other samples are greyscale, binary, synthetic or microscopy stacks.) Each photo is
+resized (short side `scale * image_size` for each of `crop_scales`) and `crops_per_source` textured, colourful
+square crops of side `image_size` are cut from it (candidates are ranked by gradient energy plus colourfulness;
+flat crops would hide blur and noise, grey crops would hide colour loss). Each crop is then auto-levelled (its
+1st-99th luminance percentiles stretched to 0-255) so that lost contrast is not confused with dim content. By
+default the crops are shared out between three resizings (short side 2, 4 and 8 times `image_size`). Training
+crops are turned by a random one of the 8 rotations/reflections and get their RGB channels randomly permuted
+before they are distorted (more varied content from few photos); validation and test crops are left as they are.
 
 **Distortions.** Every crop appears once pristine (distortion "none", level 0) and once for each of five
 distortion types at levels 1..4 (level 1 is already visible at 64 pixels, level 4 is severe; milder levels
@@ -22,15 +26,27 @@ contrast   x -> m + alpha (x - m), m = mean luminance   0.60, 0.40, 0.25, 0.12
 colour     x -> g + beta (x - g), g = pixel luminance   0.50, 0.25, 0.08, 0.0
 =========  ==========================================  =====================
 
-**Quality.** The noise-free quality of a crop at level l of a distortion with exponent gamma is
+**Quality.** The noise-free quality `true_quality` of a distorted crop is *measured* against its pristine
+crop, not read off the nominal level (the same level is invisible on one crop and severe on another, so
+nominal labels do not transfer between photos). Four full-reference measures m_k in [0, 1]
+(`degradation_measures`): structure loss 1 - SSIM (luminance, Gaussian window sigma 1.5), contrast loss
+1 - s_d / s_r (luminance standard deviation), sharpness loss 1 - G_d / (c G_r) (mean absolute luminance gradient
+beyond what the contrast loss c = s_d / s_r explains) and colour loss 1 - C_d / (c C_r) (Hasler-Suesstrunk
+colourfulness, likewise), each ratio capped at 1. With d = 1.0 structure + 0.5 sharpness + 0.8 colour + 0.5
+contrast,
 
-    q = Q_PRISTINE - (Q_PRISTINE - Q_WORST) * (l / 4) ** gamma,     Q_PRISTINE = 4.6, Q_WORST = 1.3,
+    q = Q_WORST + (Q_PRISTINE - Q_WORST) / (1 + (d / 0.35) ** 1.5),     Q_PRISTINE = 4.6, Q_WORST = 1.3,
 
-with gamma = 0.9 (blur), 0.8 (noise), 1.0 (jpeg), 1.2 (contrast), 1.4 (colour): strictly decreasing in the
-level, and q = 4.6 for pristine crops. **Ratings.** `num_raters` simulated raters each give an integer
-grade r = clip(round(q + b_j + e), 1, 5), with a fixed per-rater bias b_j ~ N(0, 0.25^2) and a per-rating
-error e ~ N(0, 0.6^2). `mos` is the mean of the ratings (1-5 scale) and `mos_std` their sample standard
-deviation, as in a real subjective study. `true_quality` keeps q for analysis; do not train on it.
+(`quality_from_degradation`), so q = 4.6 for pristine crops and q falls as the damage grows; on each crop q is
+made strictly decreasing in the level of each distortion (q_l <= q_(l-1) - 0.02: very low JPEG qualities can
+measure slightly better than the next one). `true_quality(distortion, level)` is the nominal curve
+4.6 - 3.3 (l / 4) ** gamma (gamma 0.9 blur, 0.8 noise, 1.0 jpeg, 1.2 contrast, 1.4 colour) that earlier versions
+used as labels.
+
+**Ratings.** `num_raters` simulated raters each give an integer grade r = clip(round(q + b_j + e), 1, 5), with a
+fixed per-rater bias b_j ~ N(0, 0.25^2) and a per-rating error e ~ N(0, 0.6^2). `mos` is the mean of the ratings
+(1-5 scale) and `mos_std` their sample standard deviation, as in a real subjective study. `true_quality` keeps q
+for analysis; do not train on it.
 
 **Splits.** Photos (not crops) are split: `num_test_sources` photos for `test`, `num_val_sources` for
 `validation`, the rest for `train`, chosen with `seed`; no photo appears in two splits.
@@ -69,7 +85,7 @@ DISTORTIONS: dict[str, dict[str, Any]] = {
 RATER_BIAS_STD = 0.25
 RATING_ERROR_STD = 0.6
 _LUMA = np.array([0.299, 0.587, 0.114])
-_FORMAT_VERSION = 2  # bump whenever the images or scores a given set of arguments produces change
+_FORMAT_VERSION = 4  # bump whenever the images or scores a given set of arguments produces change
 
 __all__ = [
     "DISTORTIONS",
@@ -77,6 +93,9 @@ __all__ = [
     "apply_distortion",
     "available_source_photos",
     "build_synthetic_dataset",
+    "degradation_measures",
+    "measured_quality",
+    "quality_from_degradation",
     "simulate_ratings",
     "true_quality",
 ]
@@ -92,6 +111,13 @@ def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
         return np.asarray(getattr(data, name)())
 
     return load
+
+
+def _skimage_motorcycle() -> np.ndarray:
+    """The left view of scikit-image's stereo motorcycle pair (the right view shows the same scene: not used)."""
+    from skimage import data
+
+    return np.asarray(data.stereo_motorcycle()[0])
 
 
 def _matplotlib_photo(filename: str) -> Callable[[], np.ndarray]:
@@ -112,6 +138,7 @@ _SOURCE_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
     "hubble_deep_field": _skimage_photo("hubble_deep_field"),
     "immunohistochemistry": _skimage_photo("immunohistochemistry"),
     "retina": _skimage_photo("retina"),
+    "motorcycle": _skimage_motorcycle,
     "grace_hopper": _matplotlib_photo("grace_hopper.jpg"),
 }
 
@@ -186,6 +213,91 @@ def simulate_ratings(quality: np.ndarray, rater_bias: np.ndarray, rng: np.random
     return np.clip(np.rint(quality[:, None] + rater_bias[None, :] + errors), 1, 5)
 
 
+# --- measured (full-reference) quality ----------------------------------------------------------------
+
+_SSIM_C1 = (0.01 * 255.0) ** 2
+_SSIM_C2 = (0.03 * 255.0) ** 2
+
+
+def _gaussian_smooth(image: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+    """Separable Gaussian smoothing of a 2-D float array with reflected borders."""
+    radius = max(1, int(round(3 * sigma)))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(image, radius, mode="reflect")
+    rows = sum(w * padded[:, radius + o : padded.shape[1] - radius + o] for w, o in zip(kernel, offsets, strict=True))
+    return sum(w * rows[radius + o : rows.shape[0] - radius + o, :] for w, o in zip(kernel, offsets, strict=True))
+
+
+def _ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004, Gaussian window sigma 1.5) of two luminance images (H, W) on 0-255."""
+    mu_x, mu_y = _gaussian_smooth(reference), _gaussian_smooth(distorted)
+    var_x = _gaussian_smooth(reference**2) - mu_x**2
+    var_y = _gaussian_smooth(distorted**2) - mu_y**2
+    cov = _gaussian_smooth(reference * distorted) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + _SSIM_C1) * (2 * cov + _SSIM_C2)) / (
+        (mu_x**2 + mu_y**2 + _SSIM_C1) * (var_x + var_y + _SSIM_C2)
+    )
+    return float(ssim_map.mean())
+
+
+def _gradient_energy_of(luminance: np.ndarray) -> float:
+    return float(np.abs(np.diff(luminance, axis=0)).mean() + np.abs(np.diff(luminance, axis=1)).mean())
+
+
+def _colourfulness_of(pixels: np.ndarray) -> float:
+    red_green = pixels[..., 0] - pixels[..., 1]
+    yellow_blue = 0.5 * (pixels[..., 0] + pixels[..., 1]) - pixels[..., 2]
+    return float(np.hypot(red_green.std(), yellow_blue.std()) + 0.3 * np.hypot(red_green.mean(), yellow_blue.mean()))
+
+
+def degradation_measures(reference: np.ndarray, distorted: np.ndarray) -> dict[str, float]:
+    """Full-reference degradation of `distorted` against `reference` (both RGB uint8 (H, W, 3)), each 0 (none)
+    to about 1 (total). With s the luminance standard deviation, G the mean absolute luminance gradient, C the
+    Hasler-Suesstrunk colourfulness and c = min(1, s_d / s_r) the kept contrast:
+    `structure` = 1 - SSIM of luminance, `contrast` = 1 - c, `sharpness` = 1 - min(1, G_d / (c G_r)) (gradient
+    lost beyond what the contrast loss explains), `colour` = 1 - min(1, C_d / (c C_r)) (likewise)."""
+    ref, dist = reference.astype(np.float64), distorted.astype(np.float64)
+    ref_luma, dist_luma = ref @ _LUMA, dist @ _LUMA
+
+    def kept(measured: float, pristine: float) -> float:
+        return float(min(1.0, measured / pristine)) if pristine > 1e-6 else 1.0
+
+    contrast_kept = max(kept(float(dist_luma.std()), float(ref_luma.std())), 1e-3)
+    return {
+        "structure": max(0.0, 1.0 - _ssim(ref_luma, dist_luma)),
+        "contrast": 1.0 - contrast_kept,
+        "sharpness": 1.0 - kept(_gradient_energy_of(dist_luma), contrast_kept * _gradient_energy_of(ref_luma)),
+        "colour": 1.0 - kept(_colourfulness_of(dist), contrast_kept * _colourfulness_of(ref)),
+    }
+
+
+MEASURE_WEIGHTS = {"structure": 1.0, "sharpness": 0.5, "colour": 0.8, "contrast": 0.5}
+MEASURE_SCALE = 0.35
+MEASURE_EXPONENT = 1.5
+MONOTONE_MARGIN = 0.02
+
+
+def quality_from_degradation(degradation: float) -> float:
+    """The quality of a total measured degradation d >= 0 (a log-logistic fall from pristine to worst):
+
+        q(d) = Q_WORST + (Q_PRISTINE - Q_WORST) / (1 + (d / MEASURE_SCALE) ** MEASURE_EXPONENT),
+
+    so q(0) = Q_PRISTINE, q is strictly decreasing in d, q(MEASURE_SCALE) is halfway and q -> Q_WORST as d grows."""
+    if not degradation >= 0.0:
+        raise ValueError(f"degradation={degradation} must be >= 0")
+    return float(Q_WORST + (Q_PRISTINE - Q_WORST) / (1.0 + (degradation / MEASURE_SCALE) ** MEASURE_EXPONENT))
+
+
+def measured_quality(reference: np.ndarray, distorted: np.ndarray) -> float:
+    """Noise-free quality from the measured degradation: q(d) of `quality_from_degradation` with
+    d = sum_k w_k m_k, m_k the `degradation_measures` of `distorted` against `reference` and w_k the
+    `MEASURE_WEIGHTS`."""
+    measures = degradation_measures(reference, distorted)
+    return quality_from_degradation(sum(MEASURE_WEIGHTS[key] * value for key, value in measures.items()))
+
+
 # --- crops --------------------------------------------------------------------------------------------
 
 
@@ -249,6 +361,14 @@ def _auto_level(crop: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(stretched), 0, 255).astype(np.uint8)
 
 
+def _random_orientation_and_channels(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One of the 8 rotations/reflections of the crop, with its RGB channels randomly permuted."""
+    turned = np.rot90(crop, k=int(rng.integers(4)))
+    if rng.random() < 0.5:
+        turned = turned[:, ::-1]
+    return np.ascontiguousarray(turned[..., rng.permutation(3)])
+
+
 # --- the dataset --------------------------------------------------------------------------------------
 
 
@@ -272,7 +392,7 @@ def build_synthetic_dataset(
     image_size: int = 64,
     seed: int = 0,
     crops_per_source: int = 10,
-    crop_scales: Sequence[float] = (4.0,),
+    crop_scales: Sequence[float] = (2.0, 4.0, 8.0),
     num_raters: int = 25,
     num_val_sources: int = 1,
     num_test_sources: int = 2,
@@ -365,13 +485,25 @@ def build_synthetic_dataset(
                 photo = _resize_short_side(photos[name], round(scale * image_size))
                 crops += _select_crops(photo, image_size, count, rng) if count else []
             for crop_index, crop in enumerate(crops):
+                if split == "train":  # more varied content for the few training photos; labels are measured anyway
+                    crop = _random_orientation_and_channels(crop, rng)
+                previous_quality = Q_PRISTINE
                 for distortion, level in conditions:
-                    rows["image"].append(Image.fromarray(apply_distortion(crop, distortion, level, rng)))
+                    distorted = apply_distortion(crop, distortion, level, rng)
+                    quality = Q_PRISTINE
+                    if level:
+                        # A stronger setting of the same distortion never scores better on the same crop (very low
+                        # JPEG qualities can measure slightly better than the next-higher one).
+                        quality = measured_quality(crop, distorted)
+                        if level > 1:
+                            quality = min(quality, previous_quality - MONOTONE_MARGIN)
+                        previous_quality = quality
+                    rows["image"].append(Image.fromarray(distorted))
                     rows["source"].append(name)
                     rows["crop"].append(crop_index)
                     rows["distortion"].append(distortion)
                     rows["level"].append(level)
-                    rows["true_quality"].append(true_quality(distortion, level))
+                    rows["true_quality"].append(quality)
                     rows["name"].append(f"{name}_crop{crop_index:02d}_{distortion}_{level}.png")
         ratings = simulate_ratings(np.asarray(rows["true_quality"]), rater_bias, rng)
         rows["mos"] = ratings.mean(axis=1).tolist()

@@ -250,7 +250,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     # Cached embeddings are exact only when nothing but the grading head trains (a host with learnable prompts
     # has trainable parameters outside it, which need the full forward).
     head_only = all(name.startswith("head.") for name, p in model.named_parameters() if p.requires_grad)
-    use_embeds = config.freeze_backbone and config.cache_image_embeds and not config.hflip and head_only
+    augment = config.hflip or config.rot90
+    use_embeds = config.freeze_backbone and config.cache_image_embeds and not augment and head_only
     if use_embeds:
         # The frozen vision tower runs once per image here, never again in any epoch.
         model.to(accelerator.device)
@@ -262,9 +263,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         eval_collate: Any = collate
     else:
         train_rows, eval_rows, trainable = train_images, eval_images, model
-        if config.hflip:
+        if augment:
             train_rows = with_row_index(train_rows)
-        collate = ImageBatchCollator(image_processor, hflip=config.hflip, seed=config.seed)
+        collate = ImageBatchCollator(image_processor, hflip=config.hflip, rot90=config.rot90, seed=config.seed)
         eval_collate = ImageBatchCollator(image_processor)
 
     train_loader = DataLoader(
