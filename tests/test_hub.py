@@ -277,19 +277,15 @@ def test_train_py_push_to_hub_publishes_the_trained_model(
     flags = [*TINY_RUN_FLAGS, "--data_root", str(synthetic_cache), "--num_train_epochs", "1", "--report_to", "none"]
     flags += ["--plots", "false", "--output_dir", str(out), "--push_to_hub", "true"]
     env = {**hub.env, "PYTHONPATH": str(TRAIN_SCRIPT.parents[1]), "OMP_NUM_THREADS": "1"}
-    missing_id = subprocess.run(
-        [sys.executable, str(TRAIN_SCRIPT), *flags], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(TRAIN_SCRIPT), *flags, *extra]
+        return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    missing_id = train()
     assert missing_id.returncode != 0 and "push_to_hub needs hub_model_id" in missing_id.stderr
     assert not out.exists(), "the missing repository id must be caught before training starts"
-    trained = subprocess.run(
-        [sys.executable, str(TRAIN_SCRIPT), *flags, "--hub_model_id", "agqg-tester/trained"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    trained = train("--hub_model_id", "agqg-tester/trained")
     assert trained.returncode == 0, trained.stderr[-4000:]
 
     model_dir = out / "model"

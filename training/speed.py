@@ -56,19 +56,11 @@ def _is_patchify_conv(conv: torch.nn.Module) -> bool:
 
 
 def _set_eager_attention(vision_model: Any) -> bool:
-    """Switches the vision tower's attention to the eager implementation (transformers 4.x and 5.x)."""
-    config = vision_model.config
-    if getattr(config, "_attn_implementation", None) == "eager":
+    """Switches the vision tower's attention to the eager implementation. CLIP's attention layers hold the
+    vision config object itself and read this field at every forward (transformers 4.x and 5.x)."""
+    if vision_model.config._attn_implementation == "eager":
         return False
-    if hasattr(vision_model, "set_attn_implementation"):
-        vision_model.set_attn_implementation("eager")
-    else:  # older releases read the private field at every forward
-        config._attn_implementation = "eager"
-    # Attention layers read their own config, which is the vision config object itself; make sure of it.
-    for module in vision_model.modules():
-        layer_config = getattr(module, "config", None)
-        if layer_config is not None and layer_config is not config and hasattr(layer_config, "_attn_implementation"):
-            layer_config._attn_implementation = "eager"
+    vision_model.config._attn_implementation = "eager"
     return True
 
 
