@@ -46,8 +46,8 @@ from PIL import Image  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_agqg import AGQGForImageQualityAssessment  # noqa: E402
-from modeling_agqg.offline import clip_character_tokenizer  # noqa: E402
-from modeling_agqg.scoring import DTYPES, Scorer, resolve_dtype  # noqa: E402
+from modeling_agqg.tools.offline import clip_character_tokenizer  # noqa: E402
+from modeling_agqg.tools.scoring import DTYPES, Scorer, resolve_dtype  # noqa: E402
 
 SHAPES = {
     "b32": {"vision_config": {"patch_size": 32}},
@@ -161,7 +161,7 @@ def bench_e2e(
     model, shape: str, images: int, batch: int, repeats: int, device: torch.device, work: Path, workers: int | None
 ) -> None:
     from modeling_agqg import scoring
-    from modeling_agqg.cli import main
+    from modeling_agqg.tools.cli import main
 
     dtype = resolve_dtype("auto", device)
     folder = work / "jpegs"
@@ -253,7 +253,7 @@ def bench_ipce(model, shape: str, batch: int, repeats: int, device: torch.device
 
 _MEMORY_CHILD = """
 import resource, sys, threading, time
-from modeling_agqg.cli import main
+from modeling_agqg.tools.cli import main
 
 samples = []
 finished = threading.Event()
@@ -277,7 +277,7 @@ print(f"PEAK {max(samples)} {workers} {code}")
 
 
 def bench_memory(sizes: list[int], work: Path) -> None:
-    from modeling_agqg.offline import tiny_clip_config
+    from modeling_agqg.tools.offline import tiny_clip_config
 
     torch.manual_seed(0)
     tokenizer = clip_character_tokenizer()

@@ -40,7 +40,7 @@ import torch
 from transformers import CLIPConfig, CLIPModel
 
 from modeling_agqg import AGQGForImageQualityAssessment
-from modeling_agqg.offline import clip_character_tokenizer
+from modeling_agqg.tools.offline import clip_character_tokenizer
 from training.common import (
     HeadOnlyScorer,
     add_image_embeds,

@@ -20,7 +20,7 @@ from PIL import Image
 from transformers import AutoModel, CLIPConfig, CLIPModel, pipeline
 
 from modeling_agqg import AGQGForImageQualityAssessment
-from modeling_agqg.offline import clip_character_tokenizer
+from modeling_agqg.tools.offline import clip_character_tokenizer
 
 
 def _synchronize(device: str) -> None:

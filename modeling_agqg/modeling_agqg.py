@@ -30,6 +30,15 @@ logger = logging.get_logger(__name__)
 
 PIPELINE_TASK = "image-quality"
 PIPELINE_FILE = "pipeline_agqg.py"
+# Every file that travels with the weights: transformers copies the config's and the model's modules (and what
+# they import); the pipeline and what it imports are copied here, so the list is complete on its own.
+REMOTE_CODE_FILES = (
+    "configuration_agqg.py",
+    "modeling_agqg.py",
+    "prompt_learning_agqg.py",
+    "views_agqg.py",
+    "pipeline_agqg.py",
+)
 PIPELINE_CLASS = "ImageQualityPipeline"
 
 # Keeps d = softplus(.) + eps strictly positive even where softplus underflows to 0 in float32.
@@ -633,8 +642,8 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         return loaded
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
-        """Writes a complete remote-code folder: config with `auto_map` and `custom_pipelines`, the three
-        code files, `model.safetensors` with fresh grade-text embeddings, the image-processor config and
+        """Writes a complete remote-code folder: config with `auto_map` and `custom_pipelines`, every file of
+        `REMOTE_CODE_FILES`, `model.safetensors` with fresh grade-text embeddings, the image-processor config and
         the tokenizer files when there is a tokenizer."""
         if self._grade_embeds_stale:
             self.refresh_grade_text_embeds()
@@ -650,7 +659,8 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         if not kwargs.get("is_main_process", True):
             return
         save_directory = Path(save_directory)
-        shutil.copy(Path(__file__).with_name(PIPELINE_FILE), save_directory / PIPELINE_FILE)
+        for filename in REMOTE_CODE_FILES:
+            shutil.copy(Path(__file__).with_name(filename), save_directory / filename)
         (self.image_processor or self.default_image_processor()).save_pretrained(save_directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)

@@ -32,7 +32,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from modeling_agqg.offline import clip_character_tokenizer
+    from modeling_agqg.tools.offline import clip_character_tokenizer
 
     return clip_character_tokenizer()
 
@@ -42,7 +42,7 @@ def make_tiny_model(tokenizer, **config_overrides):
     from transformers import CLIPModel
 
     from modeling_agqg import AGQGForImageQualityAssessment
-    from modeling_agqg.offline import tiny_clip_config
+    from modeling_agqg.tools.offline import tiny_clip_config
 
     torch.manual_seed(0)
     clip = CLIPModel(tiny_clip_config(tokenizer))

@@ -124,7 +124,7 @@ def test_hosts_command_lists_the_hosts(capsys: pytest.CaptureFixture[str]) -> No
 def test_hosts_build_around_a_local_clip_checkpoint(tokenizer: Any, tmp_path: Path) -> None:
     from transformers import CLIPModel
 
-    from modeling_agqg.offline import tiny_clip_config
+    from modeling_agqg.tools.offline import tiny_clip_config
 
     clip = CLIPModel(tiny_clip_config(tokenizer, num_hidden_layers=3))
     clip.save_pretrained(tmp_path)
@@ -244,7 +244,7 @@ def test_maple_couples_towers_of_different_widths(tokenizer: Any) -> None:
     from transformers import CLIPModel
 
     from modeling_agqg import AGQGForImageQualityAssessment
-    from modeling_agqg.offline import tiny_clip_config
+    from modeling_agqg.tools.offline import tiny_clip_config
 
     config = tiny_clip_config(tokenizer)
     config.vision_config.hidden_size, config.vision_config.intermediate_size = 48, 192  # ViT-B: 512 text, 768 vision

@@ -126,7 +126,7 @@ def _folder_digest(folder: Path) -> dict[str, str]:
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "modeling_agqg.cli", *args],
+        [sys.executable, "-m", "modeling_agqg", *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -302,7 +302,7 @@ def test_train_py_push_to_hub_publishes_the_trained_model(
 def test_code_repo_mode_serves_code_from_one_repository(
     hub: HubServer, model_dir: Path, image_paths: list[str], tmp_path: Path
 ) -> None:
-    from modeling_agqg.cli import main
+    from modeling_agqg.tools.cli import main
 
     original_config = (model_dir / "config.json").read_bytes()
     args = ["push", str(model_dir), "agqg-tester/tiny-weights", "--code-repo", "agqg-tester/agqg-code"]
@@ -357,7 +357,7 @@ def test_private_push_to_a_branch(hub: HubServer, model_dir: Path) -> None:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    from modeling_agqg.cli import main
+    from modeling_agqg.tools.cli import main
 
     assert (
         main(["push", str(model_dir), "agqg-tester/hidden", "--private", "--revision", "dev", "--commit-message", "v0"])
@@ -379,7 +379,7 @@ def test_private_push_to_a_branch(hub: HubServer, model_dir: Path) -> None:
 def test_failed_commit_reports_files_and_retry_completes(
     hub: HubServer, model_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from modeling_agqg.cli import main
+    from modeling_agqg.tools.cli import main
 
     before = _folder_digest(model_dir)
     hub.fail_next("POST", r"/commit/main$", status=500)
@@ -421,7 +421,7 @@ def test_push_interrupted_mid_upload_then_retry_completes(
     before = _folder_digest(model_dir)
     held = hub.hold_next("PUT", r"^/lfs-upload/")
     process = subprocess.Popen(
-        [sys.executable, "-m", "modeling_agqg.cli", "push", str(model_dir), "agqg-tester/killed"],
+        [sys.executable, "-m", "modeling_agqg", "push", str(model_dir), "agqg-tester/killed"],
         env=hub.env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -452,7 +452,7 @@ def test_push_interrupted_mid_upload_then_retry_completes(
 def test_incomplete_folder_is_refused_before_any_upload(
     hub: HubServer, model_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from modeling_agqg.cli import main
+    from modeling_agqg.tools.cli import main
 
     (model_dir / "pipeline_agqg.py").unlink()
     assert main(["push", str(model_dir), "agqg-tester/broken"]) == 2
@@ -464,7 +464,7 @@ def test_incomplete_folder_is_refused_before_any_upload(
 def test_bad_eval_results_are_refused_before_any_upload(
     hub: HubServer, model_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from modeling_agqg.cli import main
+    from modeling_agqg.tools.cli import main
 
     broken = json.loads(json.dumps(EVAL_RESULTS))
     broken["results"][0]["metrics"]["srcc"] = "high"

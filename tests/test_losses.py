@@ -187,7 +187,7 @@ def test_gradcheck_of_pairwise_losses() -> None:
 @pytest.fixture(scope="module")
 def tiny_models() -> dict:
     """One tiny model per grading, shared by the parametrised cases (each case clears the gradients)."""
-    from modeling_agqg.offline import clip_character_tokenizer
+    from modeling_agqg.tools.offline import clip_character_tokenizer
 
     tokenizer = clip_character_tokenizer()
     return {grading: make_tiny_model(tokenizer, grading=grading) for grading in ("agqg", "softmax")}

@@ -11,7 +11,7 @@ from conftest import make_tiny_model
 from transformers import CLIPModel
 
 from modeling_agqg import AGQGConfig, AGQGForImageQualityAssessment
-from modeling_agqg.offline import tiny_clip_config
+from modeling_agqg.tools.offline import tiny_clip_config
 
 COMPLETE_FOLDER = {
     "config.json",

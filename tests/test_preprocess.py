@@ -14,7 +14,7 @@ from PIL import Image
 from transformers import CLIPImageProcessor
 
 from modeling_agqg import rgb_pixel_values
-from modeling_agqg._scoring_preprocess import (
+from modeling_agqg.tools.preprocess import (
     PreprocessSpec,
     crop_grid,
     make_views,

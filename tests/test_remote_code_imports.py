@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from modeling_agqg.modeling_agqg import REMOTE_CODE_FILES
+
 PACKAGE = Path(__file__).resolve().parents[1] / "modeling_agqg"
-REMOTE_CODE_FILES = ["configuration_agqg.py", "modeling_agqg.py", "pipeline_agqg.py", "prompt_learning_agqg.py"]
 ALLOWED_THIRD_PARTY = {"torch", "transformers"}
 
 
@@ -44,3 +45,34 @@ def test_relative_imports_stay_inside_the_flat_folder() -> None:
 def test_the_check_catches_foreign_imports() -> None:
     source = "import numpy as np\nfrom PIL import Image\nimport os\nfrom torch import nn\nfrom . import x\n"
     assert disallowed(source) == ["line 1: numpy", "line 2: PIL"]
+
+
+def test_the_package_folder_holds_only_remote_code() -> None:
+    """The top level of `modeling_agqg/` is what travels with the weights (plus the package's own `__init__` and
+    `__main__`); the local library lives in `modeling_agqg/tools/`."""
+    top_level = {p.name for p in PACKAGE.glob("*.py")} - {"__init__.py", "__main__.py"}
+    assert top_level == set(REMOTE_CODE_FILES)
+
+
+def _modules_after(code: str) -> set[str]:
+    import json
+    import subprocess
+
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def test_import_and_help_stay_light() -> None:
+    """`import modeling_agqg` and `agqg --help` import neither torch nor the scoring stack; the model classes
+    do not pull in scoring, PIL-heavy tools or pandas."""
+    bare = _modules_after("import modeling_agqg")
+    assert not {"torch", "transformers", "PIL", "modeling_agqg.tools.scoring"} & bare
+    help_modules = _modules_after(
+        "import contextlib, io\nfrom modeling_agqg.tools.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n    main(['--help'])"
+    )
+    assert not {"torch", "transformers", "modeling_agqg.tools.scoring", "hub_cards.publish"} & help_modules
+    model_modules = _modules_after("from modeling_agqg import AGQGForImageQualityAssessment")
+    assert "modeling_agqg.modeling_agqg" in model_modules
+    assert not {"modeling_agqg.tools.scoring", "pandas", "matplotlib"} & model_modules

@@ -1,4 +1,4 @@
-"""`modeling_agqg.scoring.score` (the notebook API), dtype selection and bf16 accuracy, multi-crop averaging."""
+"""`modeling_agqg.tools.scoring.score` (the notebook API), dtype selection and bf16 accuracy, multi-crop averaging."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from conftest import make_tiny_model
 from PIL import Image
 
 from modeling_agqg.pipeline_agqg import ImageLoadError
-from modeling_agqg.scoring import cpu_has_native_bf16, explain, resolve_dtype, score
+from modeling_agqg.tools.explain import explain
+from modeling_agqg.tools.scoring import cpu_has_native_bf16, resolve_dtype, score
 
 
 def _images(count: int, seed: int = 0) -> list[Image.Image]:
@@ -92,7 +93,7 @@ def test_multi_crop_averages_the_views(tokenizer) -> None:
     image = _images(1, seed=3)[0].resize((80, 64))
     one = score([image], model=model, dtype="fp32", crops=0)[0]
     many = score([image], model=model, dtype="fp32", crops=3)[0]
-    from modeling_agqg._scoring_preprocess import PreprocessSpec, make_views, normalize_batch
+    from modeling_agqg.tools.preprocess import PreprocessSpec, make_views, normalize_batch
 
     spec = PreprocessSpec.from_image_processor(model.image_processor)
     views = normalize_batch(make_views(image, spec, 3), spec)

@@ -19,7 +19,7 @@ import pytest
 from conftest import make_tiny_model
 from PIL import Image
 
-from modeling_agqg.cli import main
+from modeling_agqg.tools.cli import main
 
 AGQG = shutil.which("agqg") or str(Path(sys.executable).with_name("agqg"))
 
@@ -75,7 +75,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from modeling_agqg.offline import clip_character_tokenizer
+    from modeling_agqg.tools.offline import clip_character_tokenizer
 
     folder = tmp_path_factory.mktemp("model")
     make_tiny_model(clip_character_tokenizer()).save_pretrained(folder)
@@ -267,7 +267,7 @@ def test_accelerate_two_processes_merge_exactly_once(tmp_path: Path, model_dir: 
         "1",
     ]
     launcher += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
-    script = ["-m", "modeling_agqg.cli", "score", str(images), "--out", str(out), *base]
+    script = ["-m", "modeling_agqg", "score", str(images), "--out", str(out), *base]
     done = subprocess.run([*launcher, *script], env=env, capture_output=True, text=True, timeout=300)
     assert out.exists(), done.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -10,7 +10,7 @@ from test_train import TINY_RUN_FLAGS, run_training
 from transformers import CLIPModel
 
 from modeling_agqg import AGQGForImageQualityAssessment
-from modeling_agqg.offline import tiny_clip_config
+from modeling_agqg.tools.offline import tiny_clip_config
 from training.speed import EAGER_ATTENTION_MAX_TOKENS, _patch_embedding_forward, speed_up_vision_training
 
 

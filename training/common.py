@@ -310,7 +310,7 @@ def build_model(config: TrainConfig, score_range: Sequence[float]) -> Any:
     from transformers import CLIPModel
 
     from modeling_agqg import AGQGForImageQualityAssessment
-    from modeling_agqg.offline import clip_character_tokenizer, tiny_clip_config
+    from modeling_agqg.tools.offline import clip_character_tokenizer, tiny_clip_config
 
     overrides: dict[str, Any] = {
         "grading": config.grading,

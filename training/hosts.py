@@ -206,7 +206,7 @@ def build_host_model(
     from transformers import CLIPConfig, CLIPModel
 
     from modeling_agqg import AGQGForImageQualityAssessment
-    from modeling_agqg.offline import clip_character_tokenizer, tiny_clip_config
+    from modeling_agqg.tools.offline import clip_character_tokenizer, tiny_clip_config
 
     overrides = {**preset.model_overrides(), "score_range": [float(v) for v in score_range]}
     if clip == "tiny":

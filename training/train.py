@@ -536,7 +536,7 @@ def finalize(
 def _push(model_dir: Path, config: TrainConfig) -> None:
     if not config.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/agqg-agiqa3k)")
-    from modeling_agqg.cli import main as agqg_cli
+    from modeling_agqg.tools.cli import main as agqg_cli
 
     code = agqg_cli(["push", str(model_dir), config.hub_model_id])
     if code:

@@ -26,15 +26,15 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ._scoring_inputs import InputError, ScoringItem, check_inputs, iter_items
-from ._scoring_preprocess import PREPROCESS_MODES, PreprocessSpec, normalize_batch
-from ._scoring_stream import ChunkBatch, ScoringStream, StreamConfig, iter_chunks
-from ._scoring_writers import (
+from ..views_agqg import ImageLoadError
+from .inputs import InputError, ScoringItem, check_inputs, iter_items
+from .preprocess import PREPROCESS_MODES, PreprocessSpec, normalize_batch
+from .stream import ChunkBatch, ScoringStream, StreamConfig, iter_chunks
+from .writers import (
     CHUNK_FIELD,
     ERROR_COLUMNS,
     AppendOnlyTable,
@@ -45,7 +45,6 @@ from ._scoring_writers import (
     parquet_done_keys,
     result_columns,
 )
-from .pipeline_agqg import ImageLoadError
 
 EXIT_OK = 0
 EXIT_ABORTED = 1
@@ -600,137 +599,6 @@ def _error_row(key: str, reason: str, batch: ChunkBatch) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# agqg explain
-# ---------------------------------------------------------------------------------------------
-
-
-def explain(
-    image: Any, model: Any, *, prompt: str | None = None, device: str = "auto", dtype: str = "fp32", crops: int = 0
-) -> dict[str, Any]:
-    """Everything AGQG says about one image: score, grade probabilities, ability, thresholds, discrimination.
-
-    Returns a dict with `score`, `grade`, `grade_probs` {name: p}, `ability` (theta), `difficulties`
-    [b_1..b_{K-1}] (None for softmax grading), `discrimination` (a, None for softmax grading), `score_range`.
-    """
-    torch_device = resolve_device(device)
-    model = load_model(model, torch_device)
-    mode, spec, processor = _preprocess_setup(model, "exact", crops)
-    stream = ScoringStream(
-        StreamConfig(inputs=[], batch_size=1, crops=crops, mode=mode, spec=spec, image_processor=processor)
-    )
-    item = next(_api_items([image], [prompt] if prompt is not None else None))
-    batch = stream.load_chunk(0, [item])
-    if batch.errors:
-        raise ImageLoadError(f"{batch.errors[0][0]}: {batch.errors[0][1]}")
-    scorer = Scorer(model, torch_device, resolve_dtype(dtype, torch_device), spec, views=1 + crops)
-    pixels = normalize_batch(batch.pixel_values.to(torch_device), spec)
-    inputs: dict[str, torch.Tensor] = {"pixel_values": pixels}
-    if prompt is not None:
-        tokens = model.tokenize_alignment_prompts(getattr(model, "tokenizer", None), [prompt] * pixels.shape[0])
-        inputs.update({k: v.to(torch_device) for k, v in tokens.items()})
-    with torch.inference_mode(), scorer.autocast():
-        output = model(**inputs)
-    probs = output.grade_probs.float().mean(0)
-    names = scorer.grade_names
-    difficulties = output.difficulties
-    if difficulties is not None:
-        difficulties = difficulties.float().reshape(-1, difficulties.shape[-1]).mean(0).tolist()
-    discrimination = output.discrimination
-    if discrimination is not None:
-        discrimination = float(discrimination.float().mean())
-    return {
-        "path": item.key,
-        "score": float(output.score.float().mean()),
-        "grade": names[int(probs.argmax())],
-        "grade_probs": dict(zip(names, probs.tolist(), strict=True)),
-        "ability": float(output.ability.float().mean()),
-        "difficulties": difficulties,
-        "discrimination": discrimination,
-        "score_range": list(model.config.score_range),
-    }
-
-
-def format_explanation(result: dict[str, Any]) -> str:
-    """A text report: score, a bar per grade, ability and thresholds."""
-    low, high = result["score_range"]
-    lines = [
-        f"image: {result['path']}",
-        f"score: {result['score']:.4f} on [{low:g}, {high:g}]   most probable grade: {result['grade']}",
-        f"ability theta: {result['ability']:+.4f}",
-    ]
-    width = max(len(name) for name in result["grade_probs"])
-    for name, prob in result["grade_probs"].items():
-        lines.append(f"  {name:<{width}}  {prob:6.3f}  {'#' * round(prob * 40)}")
-    if result["difficulties"] is not None:
-        thresholds = "  ".join(f"b{i + 1}={b:+.3f}" for i, b in enumerate(result["difficulties"]))
-        lines.append(f"difficulty thresholds: {thresholds}   discrimination a={result['discrimination']:.3f}")
-    else:
-        lines.append("softmax grading: no difficulty thresholds (ability = centred expected grade)")
-    return "\n".join(lines)
-
-
-def plot_explanation(result: dict[str, Any], path: str) -> None:
-    """PNG: the grade distribution (top) and, on one latent axis, the GRM category curves, the difficulty
-    thresholds b_k and the image's ability theta (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .modeling_agqg import grm_grade_probs
-
-    names = list(result["grade_probs"])
-    probs = list(result["grade_probs"].values())
-    theta = result["ability"]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8.5, 6), gridspec_kw={"height_ratios": [1, 1.2]})
-    top.bar(names, probs, color="#4c72b0")
-    top.set_ylim(0, 1)
-    top.set_ylabel("P(grade)")
-    top.set_title(f"{Path(result['path']).name}: score {result['score']:.3f}, grade '{result['grade']}'")
-    for index, prob in enumerate(probs):
-        top.text(index, prob + 0.02, f"{prob:.2f}", ha="center")
-    if result["difficulties"] is not None:
-        thresholds = result["difficulties"]
-        a = result["discrimination"]
-        margin = 4.0 / a + 0.5
-        low, high = min(thresholds + [theta]) - margin, max(thresholds + [theta]) + margin
-        grid = torch.linspace(low, high, 400)
-        curves = grm_grade_probs(grid, torch.tensor(thresholds), torch.tensor(a))
-        for index, name in enumerate(names):
-            bottom.plot(grid.numpy(), curves[:, index].numpy(), label=f"P({name} | theta)")
-        for index, b in enumerate(thresholds):
-            bottom.axvline(b, color="grey", linestyle="--", linewidth=1)
-            bottom.text(b, 1.02, f"b{index + 1}", ha="center", color="grey")
-        bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
-        bottom.text(0.5, 0.5, "softmax grading: no thresholds", transform=bottom.transAxes, ha="center")
-    bottom.axvline(theta, color="#c44e52", linewidth=2)
-    bottom.text(theta, -0.12, f"theta={theta:+.2f}", ha="center", color="#c44e52")
-    bottom.set_ylim(-0.18, 1.1)
-    bottom.set_xlabel("latent quality (ability theta; difficulty thresholds b_k)")
-    bottom.set_ylabel("P(grade | theta)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def run_explain(args: argparse.Namespace) -> int:
-    """`agqg explain`: prints the explanation and saves the PNG."""
-    try:
-        result = explain(
-            args.image, args.model, prompt=args.prompt, device=args.device, dtype=args.dtype, crops=args.crops
-        )
-    except (ImageLoadError, ValueError) as error:
-        print(f"agqg explain: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    print(format_explanation(result))
-    plot = args.plot or f"{Path(args.image).stem}.agqg.png"
-    plot_explanation(result, plot)
-    print(f"plot: {plot}")
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------------------------------------
 # Parser
 # ---------------------------------------------------------------------------------------------
 
@@ -743,7 +611,7 @@ INPUT: image files, folders (recursive), globs (quote them), .txt/.lst lists of 
 
 Unreadable inputs go to the errors file with the reason. Rerun the same command after Ctrl-C or kill -9 to
 resume: rows already written are skipped and the final file equals an uninterrupted run's. Under
-`accelerate launch ... -m modeling_agqg.cli score ...` the inputs are split across processes and merged once."""
+`accelerate launch ... -m modeling_agqg score ...` the inputs are split across processes and merged once."""
 
 _SCORE_EPILOG = """exit codes: 0 every input scored; 3 finished, some inputs skipped (see the errors file);
 1 aborted (--on-error fail, unusable output file, Ctrl-C); 2 bad command line or inputs."""
@@ -758,7 +626,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Registers `agqg score` and `agqg explain`."""
+    """Registers `agqg score`."""
     parser = subparsers.add_parser(
         "score",
         help="score many images (files, folders, globs, lists, saved datasets) into a CSV/JSONL/Parquet file",
@@ -794,17 +662,5 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_score)
 
-    explain_parser = subparsers.add_parser(
-        "explain",
-        help="print and plot one image's grade distribution, ability and difficulty thresholds",
-        description="Prints one image's score, grade probabilities, ability and GRM thresholds and saves a PNG.",
-    )
-    explain_parser.add_argument("image", help="image file")
-    _add_common(explain_parser)
-    explain_parser.add_argument("--dtype", default="fp32", choices=["auto", *DTYPES], help="(default: fp32)")
-    explain_parser.add_argument("--prompt", default=None, help="generation prompt (alignment grading)")
-    explain_parser.add_argument("--plot", default=None, help="PNG path (default: <image stem>.agqg.png)")
-    explain_parser.set_defaults(func=run_explain)
 
-
-__all__ = ["Scorer", "add_parser", "cpu_has_native_bf16", "explain", "load_model", "resolve_dtype", "score"]
+__all__ = ["Scorer", "add_parser", "cpu_has_native_bf16", "load_model", "resolve_dtype", "score"]

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ._scoring_inputs import DatasetRef, ScoringItem, dataset_splits, iter_items
-from ._scoring_preprocess import PreprocessSpec, make_views, open_image, processor_views
-from .pipeline_agqg import ImageLoadError
+from ..views_agqg import ImageLoadError
+from .inputs import DatasetRef, ScoringItem, dataset_splits, iter_items
+from .preprocess import PreprocessSpec, make_views, open_image, processor_views
 
 
 @dataclass

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .pipeline_agqg import ImageLoadError, load_image_file, rgb_pixel_values
+from ..views_agqg import ImageLoadError, load_image_file, rgb_pixel_values
 
 PREPROCESS_MODES = ("fast", "exact", "processor")
 DRAFT_MARGIN = 2
