@@ -10,6 +10,8 @@ from typing import Any
 
 from transformers import CLIPConfig, PretrainedConfig
 
+from .views_agqg import ViewProtocol
+
 DEFAULT_GRADE_NAMES = ("bad", "poor", "fair", "good", "perfect")
 DEFAULT_PROMPT_TEMPLATES = ("a photo with {grade} quality.",)
 DEFAULT_ALIGNMENT_GRADE_NAMES = ("badly", "poorly", "fairly", "well", "perfectly")
@@ -68,6 +70,10 @@ class AGQGConfig(PretrainedConfig):
         context_init_std: Standard deviation of the learnable prompts at initialisation.
         context_placeholder: The word whose tokens stand for the context tokens in the tokenised prompts; it
             must tokenise to exactly one token.
+        view_protocol: How an image becomes the model's views and how their grades combine (`ViewProtocol`: a
+            dict such as `{"scheme": "crops", "num_crops": 15, ...}`, a short spec such as `"ipce"` or
+            `"crops:15"`, or None for `resize`). Training records the protocol it trained and evaluated with; the
+            pipeline, `score()` and `agqg score` apply it unless the caller overrides it.
     """
 
     model_type = "agqg"
@@ -98,12 +104,15 @@ class AGQGConfig(PretrainedConfig):
         prompt_depth: int = 1,
         context_init_std: float = 0.02,
         context_placeholder: str = DEFAULT_CONTEXT_PLACEHOLDER,
+        view_protocol: dict[str, Any] | str | ViewProtocol | None = None,
         **kwargs: Any,
     ) -> None:
         if clip_config is None:
             clip_config = CLIPConfig()
-        elif isinstance(clip_config, dict):
-            clip_config = CLIPConfig(**clip_config)
+        else:
+            if isinstance(clip_config, PretrainedConfig):
+                clip_config = clip_config.to_dict()
+            clip_config = CLIPConfig(**_without_dtype(clip_config))
         self.clip_config = clip_config
 
         grade_names = list(grade_names) if grade_names is not None else None
@@ -168,6 +177,7 @@ class AGQGConfig(PretrainedConfig):
             context_init_std,
             context_placeholder,
         )
+        self.view_protocol = ViewProtocol.parse(view_protocol or "resize").to_dict()
         super().__init__(**kwargs)
 
     def _set_prompt_options(
@@ -226,6 +236,20 @@ class AGQGConfig(PretrainedConfig):
         if isinstance(self.clip_config, PretrainedConfig):
             output["clip_config"] = self.clip_config.to_dict()
         return output
+
+
+def _without_dtype(config: dict[str, Any]) -> dict[str, Any]:
+    """A backbone config dict without the dtype it was loaded in, nested configs included.
+
+    The backbone's dtype is the whole model's: a float32 recorded in a nested config (as a CLIP loaded from a
+    folder carries) would keep the towers in float32 when `from_pretrained(..., dtype=torch.bfloat16)` puts the
+    head in bfloat16, and the forward would fail on mixed dtypes."""
+    cleaned = {}
+    for key, value in config.items():
+        if key in ("dtype", "torch_dtype"):
+            continue
+        cleaned[key] = _without_dtype(value) if isinstance(value, dict) and key.endswith("_config") else value
+    return cleaned
 
 
 AGQGConfig.register_for_auto_class()

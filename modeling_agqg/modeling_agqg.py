@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_agqg import AGQGConfig
 from .prompt_learning_agqg import PromptLearner, aggregate_variant_similarities
+from .views_agqg import PixelSpec, ViewProtocol
 
 logger = logging.get_logger(__name__)
 
@@ -129,6 +130,65 @@ def grade_to_score(
 
 def _inverse_softplus(value: float) -> float:
     return value + math.log(-math.expm1(-value))
+
+
+VIEW_AGGREGATIONS = ("none", "mean", "ipce")
+
+
+def aggregate_view_grades(
+    aggregation: str,
+    num_views: int,
+    grade_probs: torch.Tensor,
+    ability: torch.Tensor,
+    logits: torch.Tensor,
+    difficulties: torch.Tensor | None = None,
+    discrimination: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Combines the V views of each image into one grade distribution and one ability.
+
+    Inputs are per view, image by image (views of an image adjacent, the whole-image view last): `grade_probs`
+    (B*V, K), `ability` (B*V,), `logits` (B*V, K) = tau * similarities. `difficulties` ((K-1,) or (B*V, K-1))
+    and `discrimination` (() or (B*V,)) are given for AGQG grading and None for softmax grading.
+
+    * `mean`: P = (1/V) sum_v P_v and theta = (1/V) sum_v theta_v. The score is linear in P, so the image's
+      score is the mean of its views' scores.
+    * `ipce` (IPCE's two-view rule): the first V-1 views are patches, the last the whole image.
+      Softmax grading: P = (softmax(mean_n z_n) + softmax(z_whole)) / 2. AGQG grading: the ability takes the
+      logits' place, P = (GRM(mean_n theta_n; b, a) + GRM(theta_whole; b, a)) / 2 with the image's thresholds
+      b and discrimination a (the same for all its views); theta = (mean_n theta_n + theta_whole) / 2.
+      With softmax grading the reported ability is the centred expected grade of P.
+
+    Both rules average distributions, so P stays a distribution (non-negative, summing to 1); a mixture of
+    unimodal GRM distributions is not always unimodal, which `mean` and `ipce` accept as the price of
+    following the hosts' protocols.
+
+    Returns:
+        (grade_probs (B, K), ability (B,)).
+    """
+    if aggregation not in VIEW_AGGREGATIONS:
+        raise ValueError(f"view aggregation {aggregation!r}; expected one of {VIEW_AGGREGATIONS}")
+    if num_views == 1:
+        return grade_probs, ability
+    if grade_probs.shape[0] % num_views:
+        raise ValueError(f"{grade_probs.shape[0]} views is not a multiple of num_views={num_views}")
+    batch, num_grades = grade_probs.shape[0] // num_views, grade_probs.shape[-1]
+    if aggregation in ("none", "mean"):
+        return grade_probs.view(batch, num_views, num_grades).mean(1), ability.view(batch, num_views).mean(1)
+    if difficulties is None:
+        per_view = logits.view(batch, num_views, num_grades)
+        probs = (per_view[:, :-1].mean(1).softmax(-1) + per_view[:, -1].softmax(-1)) / 2
+        return probs, expected_grade(probs) - (num_grades + 1) / 2
+    theta = ability.view(batch, num_views)
+    theta_patches, theta_whole = theta[:, :-1].mean(1), theta[:, -1]
+    if difficulties.dim() == 2:
+        difficulties = difficulties.view(batch, num_views, -1)[:, 0]
+    if discrimination is not None and discrimination.dim() == 1:
+        discrimination = discrimination.view(batch, num_views)[:, 0]
+    probs = (
+        grm_grade_probs(theta_patches, difficulties, discrimination)
+        + grm_grade_probs(theta_whole, difficulties, discrimination)
+    ) / 2
+    return probs, (theta_patches + theta_whole) / 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +309,9 @@ class AGQGHead(nn.Module):
 
 @dataclass
 class AGQGOutput(ModelOutput):
-    """Output of [`AGQGForImageQualityAssessment`].
+    """Output of [`AGQGForImageQualityAssessment`]. B is the number of images; with `num_views=V` the model
+    saw B*V views and every per-image field is already combined over each image's views
+    (`aggregate_view_grades`).
 
     Args:
         loss: Score loss (L1 or MSE, see `config.loss_type`), shape (), when `labels` are given.
@@ -259,9 +321,10 @@ class AGQGOutput(ModelOutput):
         difficulties: Increasing GRM thresholds, shape (K-1,), or (B, K-1) with per-image prompts.
             `None` with softmax grading.
         discrimination: GRM discrimination a, shape () or (B,). `None` with softmax grading.
-        similarities: Cosine similarities of the image to the K grade prompts, shape (B, K). With multitask
-            prompts: the log-sum-exp pooled similarity of each grade (`aggregate_variant_similarities`).
-        image_embeds: Normalised projected image embeddings, shape (B, D).
+        similarities: Cosine similarities of the image to the K grade prompts, shape (B, K) (the mean over an
+            image's views). With multitask prompts: the log-sum-exp pooled similarity of each grade
+            (`aggregate_variant_similarities`).
+        image_embeds: Normalised projected image embeddings, one per view, shape (B*V, D).
     """
 
     loss: torch.FloatTensor | None = None
@@ -492,22 +555,31 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        num_views: int = 1,
+        view_aggregation: str | None = None,
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> AGQGOutput | tuple:
-        """Scores images.
+        """Scores images, each seen through one or more views.
 
         Args:
-            pixel_values: Preprocessed images, shape (B, 3, H, W).
+            pixel_values: Preprocessed views, shape (B*V, 3, H, W): the V views of each image adjacent, as
+                `views_agqg.make_views` lays them out (crops or patches first, the whole image last).
             input_ids: Optional grade prompts replacing the stored ones: (B, K, L) per image (e.g. from
-                `tokenize_alignment_prompts` for generation-prompt conditioning) or (K, L) shared.
+                `tokenize_alignment_prompts` for generation-prompt conditioning; shared by the image's views)
+                or (K, L) shared by all.
             attention_mask: Mask of `input_ids`, same shape.
             labels: Target scores on the configured MOS range, shape (B,).
+            num_views: V, views per image.
+            view_aggregation: How an image's views combine: `mean` or `ipce` (`aggregate_view_grades`). Default:
+                the rule of `config.view_protocol` (`mean` when that protocol has a single view).
             return_dict: Return an `AGQGOutput` (default) or a tuple.
         """
         return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
         image_embeds = self.get_image_embeds(pixel_values)
-        output = self.score_image_embeds(image_embeds, input_ids, attention_mask, labels)
+        output = self.score_image_embeds(
+            image_embeds, input_ids, attention_mask, labels, num_views=num_views, view_aggregation=view_aggregation
+        )
         return output if return_dict else output.to_tuple()
 
     def score_image_embeds(
@@ -516,17 +588,27 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        num_views: int = 1,
+        view_aggregation: str | None = None,
     ) -> AGQGOutput:
-        """Everything `forward` does after the vision tower: grade-text features, similarities, grading, score
-        and loss. `image_embeds` (B, D) are normalised embeddings from `get_image_embeds`, e.g. cached ones for
-        training with a frozen vision tower; the other arguments are `forward`'s.
+        """Everything `forward` does after the vision tower: grade-text features, similarities, grading, the
+        combination of each image's views, score and loss. `image_embeds` (B*V, D) are normalised embeddings from
+        `get_image_embeds`, e.g. cached ones for training with a frozen vision tower; the other arguments are
+        `forward`'s.
 
         With multitask prompts the similarity of grade k is (1/tau) logsumexp_v(tau s_kv) over its V
         scene x distortion prompts (`aggregate_variant_similarities`)."""
+        if num_views < 1 or image_embeds.shape[0] % num_views:
+            raise ValueError(f"{image_embeds.shape[0]} views cannot be split into images of num_views={num_views}")
+        aggregation = view_aggregation or self.view_protocol().aggregation
         variant_embeds = None
         if input_ids is None:
             text_embeds, variant_embeds = self._grade_text_side()
         else:
+            if num_views > 1 and input_ids.dim() == 3:
+                input_ids = input_ids.repeat_interleave(num_views, dim=0)
+                if attention_mask is not None:
+                    attention_mask = attention_mask.repeat_interleave(num_views, dim=0)
             text_embeds = self._encode_unique_prompts(input_ids, attention_mask)
             if text_embeds.shape[-2] != self.config.num_grades:
                 raise ValueError(
@@ -548,14 +630,25 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             else:
                 similarities = torch.einsum("bd,bkd->bk", image_embeds, text_embeds)
 
+            logits = logit_scale * similarities
             if self.head is not None:
                 graded = self.head(image_embeds, text_embeds, similarities, logit_scale)
                 grade_probs, ability = graded["grade_probs"], graded["ability"]
                 difficulties, discrimination = graded["difficulties"], graded["discrimination"]
             else:
-                grade_probs = (logit_scale * similarities).softmax(-1)
+                grade_probs = logits.softmax(-1)
                 ability = expected_grade(grade_probs) - (self.config.num_grades + 1) / 2
                 difficulties = discrimination = None
+            grade_probs, ability = aggregate_view_grades(
+                aggregation, num_views, grade_probs, ability, logits, difficulties, discrimination
+            )
+            if num_views > 1:
+                batch = similarities.shape[0] // num_views
+                similarities = similarities.view(batch, num_views, -1).mean(1)
+                if difficulties is not None and difficulties.dim() == 2:
+                    difficulties = difficulties.view(batch, num_views, -1)[:, 0]
+                if discrimination is not None and discrimination.dim() == 1:
+                    discrimination = discrimination.view(batch, num_views)[:, 0]
             score = grade_to_score(expected_grade(grade_probs), self.config.num_grades, self.config.score_range)
 
         loss = None
@@ -573,6 +666,19 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             similarities=similarities.float(),
             image_embeds=image_embeds,
         )
+
+    # --- views -------------------------------------------------------------------------------------
+
+    def view_protocol(self, override: Any = None) -> ViewProtocol:
+        """The view protocol in force: `override` (a `ViewProtocol`, its dict or a short spec such as
+        `"crops:15"`) or the model's own `config.view_protocol`, with the crop size left open filled in with
+        the vision tower's input size."""
+        protocol = ViewProtocol.parse(override if override is not None else self.config.view_protocol)
+        return protocol.with_crop_size(int(self.config.clip_config.vision_config.image_size))
+
+    def pixel_spec(self) -> PixelSpec | None:
+        """The arithmetic of this model's image processor (`PixelSpec`), or None when it cannot be reproduced."""
+        return PixelSpec.from_image_processor(self.image_processor or self.default_image_processor())
 
     # --- construction, saving and loading ---------------------------------------------------------
 

@@ -1,5 +1,14 @@
 """How an image becomes model inputs: bounded image loading and the view protocol.
 
+Read top to bottom: loading (any file -> 8-bit RGB, within a pixel budget) -> the pixel spec (the
+processor's resize, crop and normalisation, read off the image processor) -> the view protocol (which views
+of an image the model sees: `resize`, `crops` or `ipce`) -> `make_views`, the one function that cuts an image
+into normalised views for training, evaluation, the pipeline, `score()` and `agqg score`.
+
+How the model combines the views of one image into one grade distribution is the model's job
+(`AGQGForImageQualityAssessment.forward(..., num_views=V)`, see `aggregate_view_outputs` there); views are
+laid out image by image, and within an image the crops or patches first and the whole-image view last.
+
 This file is Hub remote code: it imports only the standard library, torch, transformers and its
 sibling files. PIL is reached through `transformers.image_utils`, which image processing requires
 anyway, so it adds no dependency.
@@ -7,60 +16,128 @@ anyway, so it adds no dependency.
 
 from __future__ import annotations
 
+import io
+import json
+import math
 import os
+import warnings
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers.image_utils import PIL
 
 Image = PIL.Image
 ImageOps = PIL.ImageOps
 
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_MAX_IMAGE_PIXELS = 64 * 2**20
+"""The pixel budget: no image larger than this (64 Mi pixels, e.g. 8192 x 8192) is decoded, and no intermediate
+image a view protocol makes may be larger. Set the environment variable `AGQG_MAX_IMAGE_PIXELS` to change it.
+An 8-bit RGB image at the budget takes 192 MiB; with the float copies a view protocol makes, an image stays
+well under 2 GB."""
+
 
 class ImageLoadError(ValueError):
-    """An input that cannot be scored; the message names the input."""
+    """An input that cannot be scored; the message names the input and the reason."""
 
 
-def load_image_file(source: Any) -> Any:
-    """Opens an image as 8-bit RGB, whatever its storage.
+def max_image_pixels() -> int:
+    """The pixel budget in force: `AGQG_MAX_IMAGE_PIXELS` if set, else `DEFAULT_MAX_IMAGE_PIXELS`."""
+    value = os.environ.get("AGQG_MAX_IMAGE_PIXELS")
+    if value is None or not value.strip():
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        budget = int(value)
+    except ValueError as error:
+        raise ValueError(f"AGQG_MAX_IMAGE_PIXELS={value!r} is not an integer") from error
+    if budget < 1:
+        raise ValueError(f"AGQG_MAX_IMAGE_PIXELS={value!r} must be positive")
+    return budget
 
-    Accepts a path (str or `os.PathLike`) or a PIL image. EXIF orientation is applied; 16-bit and
-    32-bit greyscale are rescaled (not clipped) to 8 bits; transparency is composited onto white;
-    palette, greyscale, CMYK and other modes are converted to RGB.
+
+def _check_pixels(name: str, width: int, height: int, budget: int, what: str = "image") -> None:
+    if width * height > budget:
+        raise ImageLoadError(
+            f"{name}: {what} of {width}x{height} = {width * height:,} pixels is over the pixel budget of {budget:,} "
+            "(AGQG_MAX_IMAGE_PIXELS); skipped to bound memory"
+        )
+
+
+def load_image_file(source: Any, name: str | None = None, *, max_pixels: int | None = None) -> Any:
+    """Opens an image as 8-bit RGB, whatever its storage, within the pixel budget.
+
+    Accepts a path (str or `os.PathLike`), the encoded bytes of an image file, or a PIL image. EXIF
+    orientation is applied; 16-bit and 32-bit greyscale are rescaled (not clipped) to 8 bits; transparency is
+    composited onto white; palette, greyscale, CMYK and other modes are converted to RGB. The image's size is
+    checked from its header before anything is decoded, so a decompression bomb (a small file that decodes to
+    billions of pixels) costs nothing.
+
+    Args:
+        source: What to open.
+        name: How error messages name the input (default: the path, or a description).
+        max_pixels: Pixel budget (default `max_image_pixels()`).
 
     Raises:
-        ImageLoadError: the file is missing, not an image, truncated or otherwise unreadable.
+        ImageLoadError: the file is missing, not an image, truncated, over the pixel budget, a URL, or
+            otherwise unreadable; the message starts with the input's name.
     """
+    budget = max_image_pixels() if max_pixels is None else max_pixels
     if isinstance(source, Image.Image):
-        image, name = source, f"<PIL image {source.size[0]}x{source.size[1]} {source.mode}>"
-    elif isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        if not os.path.exists(name):
-            raise ImageLoadError(f"{name}: file not found")
-        if os.path.isdir(name):
-            raise ImageLoadError(f"{name}: is a folder, not an image file")
-        try:
-            image = Image.open(name)
-            image.load()
-        except PIL.UnidentifiedImageError as error:
-            raise ImageLoadError(f"{name}: not an image file ({error})") from error
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ImageLoadError(f"{name}: truncated or corrupt image ({error})") from error
+        name = name or f"<PIL image {source.size[0]}x{source.size[1]} {source.mode}>"
+        _check_pixels(name, source.width, source.height, budget)
+        image = source
+    elif isinstance(source, (str, os.PathLike, bytes, bytearray)):
+        if isinstance(source, (bytes, bytearray)):
+            name = name or f"<{len(source)} bytes>"
+            opener: Any = io.BytesIO(source)
+        else:
+            path = os.fspath(source)
+            name = name or path
+            if path.startswith(("http://", "https://")):
+                raise ImageLoadError(f"{name}: URLs are not fetched; download the image and pass its path")
+            if not os.path.exists(path):
+                raise ImageLoadError(f"{name}: file not found")
+            if os.path.isdir(path):
+                raise ImageLoadError(f"{name}: is a folder, not an image file")
+            opener = path
+        image = _open_within_budget(opener, name, budget)
     else:
         raise ImageLoadError(f"cannot read an image from {type(source).__name__}: pass a file path or a PIL image")
     try:
         return _to_rgb(ImageOps.exif_transpose(image))
+    except MemoryError as error:
+        raise ImageLoadError(f"{name}: out of memory converting the image to RGB") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageLoadError(f"{name}: cannot convert to RGB ({error})") from error
 
 
-def rgb_pixel_values(image_processor: Any, images: Any) -> torch.Tensor:
-    """`image_processor(images)["pixel_values"]` (N, 3, H, W) for RGB PIL images (one or a list).
-
-    The channel layout is given, not guessed: transformers 4.x infers it from the array shape and takes a
-    1-pixel-tall (1, W, 3) image for channels-first, then fails ("mean must have 1 elements").
-    """
-    return image_processor(images=images, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
+def _open_within_budget(opener: Any, name: str, budget: int) -> Any:
+    """Reads the header, checks the size against the budget, then decodes."""
+    try:
+        with warnings.catch_warnings():
+            # The budget below replaces PIL's own warning threshold.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(opener)
+            _check_pixels(name, image.width, image.height, budget)
+            image.load()
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(f"{name}: decompression bomb ({error}); skipped to bound memory") from error
+    except PermissionError as error:
+        raise ImageLoadError(f"{name}: cannot read the file ({error.strerror})") from error
+    except PIL.UnidentifiedImageError as error:
+        raise ImageLoadError(f"{name}: not an image file ({error})") from error
+    except MemoryError as error:
+        raise ImageLoadError(f"{name}: out of memory decoding the image") from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageLoadError(f"{name}: truncated or corrupt image ({error})") from error
+    return image
 
 
 def _to_rgb(image: Any) -> Any:
@@ -79,3 +156,466 @@ def _to_rgb(image: Any) -> Any:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB")
+
+
+def rgb_pixel_values(image_processor: Any, images: Any) -> torch.Tensor:
+    """`image_processor(images)["pixel_values"]` (N, 3, H, W) for RGB PIL images (one or a list).
+
+    Only used for image processors whose arithmetic `PixelSpec` does not reproduce. The channel layout is
+    given, not guessed: transformers 4.x infers it from the array shape and takes a 1-pixel-tall (1, W, 3)
+    image for channels-first, then fails ("mean must have 1 elements").
+    """
+    return image_processor(images=images, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The pixel spec: the image processor's arithmetic
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PixelSpec:
+    """CLIP-style preprocessing read off an image processor (CLIP's, SigLIP's and other
+    resize/crop/rescale/normalise processors).
+
+    `resized_view` reproduces the processor's own steps: PIL's resize of the shortest edge (or to a fixed
+    size) with the processor's filter and transformers' rounding (`int(short_target * long / short)`), the
+    centre crop (`top = (H - h) // 2`, zero padding when the image is smaller), then `(x * rescale_factor -
+    mean) / std` in float32; it matches the processor within float32 rounding (tested).
+
+    Attributes:
+        shortest_edge: Resize so the shorter side has this length (aspect kept), or None.
+        resize_hw: Resize to exactly (height, width) instead, or None. At most one of the two is set.
+        crop_hw: Centre-crop size (height, width), or None for no crop.
+        resample: PIL resampling filter of the resize.
+        rescale_factor: Multiplier of the uint8 pixel values (1/255), or None.
+        mean: Per-channel mean subtracted after rescaling, or None for no normalisation.
+        std: Per-channel standard deviation divided by.
+    """
+
+    shortest_edge: int | None
+    resize_hw: tuple[int, int] | None
+    crop_hw: tuple[int, int] | None
+    resample: int
+    rescale_factor: float | None
+    mean: tuple[float, float, float] | None
+    std: tuple[float, float, float] | None
+
+    @property
+    def output_hw(self) -> tuple[int, int]:
+        """(height, width) of the resized view: the crop size, else the fixed resize size."""
+        if self.crop_hw is not None:
+            return self.crop_hw
+        if self.resize_hw is not None:
+            return self.resize_hw
+        raise ValueError("the image processor neither crops nor resizes to a fixed size: views would differ in size")
+
+    @classmethod
+    def from_image_processor(cls, processor: Any) -> PixelSpec | None:
+        """The spec of a CLIP-like processor, or None when it does something this module does not reproduce
+        (then the resized view comes from the processor itself)."""
+        if processor is None or getattr(processor, "do_pad", False):
+            return None
+        size = _as_dict(getattr(processor, "size", None))
+        crop = _as_dict(getattr(processor, "crop_size", None))
+        shortest_edge = resize_hw = crop_hw = None
+        if getattr(processor, "do_resize", False):
+            if size.get("shortest_edge") and not size.get("longest_edge"):
+                shortest_edge = int(size["shortest_edge"])
+            elif size.get("height") and size.get("width") and not size.get("shortest_edge"):
+                resize_hw = (int(size["height"]), int(size["width"]))
+            else:
+                return None
+        if getattr(processor, "do_center_crop", False):
+            if not (crop.get("height") and crop.get("width")):
+                return None
+            crop_hw = (int(crop["height"]), int(crop["width"]))
+        if shortest_edge is None and resize_hw is None and crop_hw is None:
+            return None
+        resample = getattr(processor, "resample", Image.Resampling.BICUBIC)
+        try:
+            resample = (
+                int(getattr(resample, "value", resample)) if resample is not None else int(Image.Resampling.BILINEAR)
+            )
+        except (TypeError, ValueError):  # e.g. a torchvision InterpolationMode: leave it to the processor
+            return None
+        if resample not in {int(r) for r in Image.Resampling}:
+            return None
+        rescale = float(processor.rescale_factor) if getattr(processor, "do_rescale", False) else None
+        mean = std = None
+        if getattr(processor, "do_normalize", False):
+            mean, std = _triple(processor.image_mean), _triple(processor.image_std)
+            if mean is None or std is None:
+                return None
+        return cls(shortest_edge, resize_hw, crop_hw, resample, rescale, mean, std)
+
+    def resized_hw(self, height: int, width: int) -> tuple[int, int] | None:
+        """Size after the processor's resize, with transformers' rounding; None when it does not resize."""
+        if self.resize_hw is not None:
+            return self.resize_hw
+        if self.shortest_edge is None:
+            return None
+        short, long = min(height, width), max(height, width)
+        new_short, new_long = self.shortest_edge, int(self.shortest_edge * long / short)
+        return (new_long, new_short) if width <= height else (new_short, new_long)
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 or float (..., 3, h, w) on the 0-255 scale -> float32 `(x * rescale_factor - mean) / std`."""
+        values = pixels.float()
+        if self.rescale_factor is not None:
+            values = values * self.rescale_factor
+        if self.mean is not None and self.std is not None:
+            mean = torch.tensor(self.mean, dtype=torch.float32, device=values.device).view(3, 1, 1)
+            std = torch.tensor(self.std, dtype=torch.float32, device=values.device).view(3, 1, 1)
+            values = (values - mean) / std
+        return values
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    return {k: getattr(value, k, None) for k in ("shortest_edge", "longest_edge", "height", "width")}
+
+
+def _triple(value: Any) -> tuple[float, float, float] | None:
+    values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3)]
+    return tuple(values) if len(values) == 3 else None  # type: ignore[return-value]
+
+
+def _uint8_chw(image: Any) -> torch.Tensor:
+    """RGB PIL image -> uint8 (3, H, W) without numpy."""
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    return data.view(image.height, image.width, 3).permute(2, 0, 1)
+
+
+def _centre_crop(pixels: torch.Tensor, crop_hw: tuple[int, int]) -> torch.Tensor:
+    """transformers' centre crop of a (3, H, W) tensor, zero-padding images smaller than the crop."""
+    height, width = pixels.shape[-2:]
+    crop_h, crop_w = crop_hw
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    if top >= 0 and left >= 0:
+        return pixels[:, top : top + crop_h, left : left + crop_w]
+    new_h, new_w = max(crop_h, height), max(crop_w, width)
+    padded = torch.zeros((pixels.shape[0], new_h, new_w), dtype=pixels.dtype)
+    pad_top, pad_left = math.ceil((new_h - height) / 2), math.ceil((new_w - width) / 2)
+    padded[:, pad_top : pad_top + height, pad_left : pad_left + width] = pixels
+    top, left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
+    return padded[:, top : top + crop_h, left : left + crop_w]
+
+
+def _resized_crop(image: Any, size_hw: tuple[int, int], box_hw: tuple[int, int, int, int], resample: int) -> Any:
+    """The (top, left, height, width) window `box_hw` of `image` resized to `size_hw`, computed without
+    resizing the whole image: PIL resamples only the source region under the window (same filter and scale,
+    equal to crop-after-resize up to rounding). Used where the whole resized image would be over the budget
+    (extreme aspect ratios)."""
+    top, left, height, width = box_hw
+    scale_y, scale_x = image.height / size_hw[0], image.width / size_hw[1]
+    box = (left * scale_x, top * scale_y, (left + width) * scale_x, (top + height) * scale_y)
+    return image.resize((width, height), resample=resample, box=box)
+
+
+def resized_view(image: Any, spec: PixelSpec | None, processor: Any = None) -> torch.Tensor:
+    """The image processor's view of an RGB PIL image (resize + centre crop + normalisation), float32
+    (3, h, w). Without a spec (a processor this module does not reproduce) the processor itself runs."""
+    if spec is None:
+        if processor is None:
+            raise ValueError("no image processor and no pixel spec: cannot make the resized view")
+        return rgb_pixel_values(processor, [image])[0].float()
+    target = spec.resized_hw(image.height, image.width)
+    if target is not None and target != (image.height, image.width):
+        budget = max_image_pixels()
+        if (
+            target[0] * target[1] > budget
+            and spec.crop_hw is not None
+            and all(t >= c for t, c in zip(target, spec.crop_hw, strict=True))
+        ):
+            # Extreme aspect ratio: resize only the window the centre crop keeps.
+            crop_h, crop_w = spec.crop_hw
+            box = ((target[0] - crop_h) // 2, (target[1] - crop_w) // 2, crop_h, crop_w)
+            return spec.normalize(_uint8_chw(_resized_crop(image, target, box, spec.resample)))
+        _check_pixels("image", target[1], target[0], budget, "the resized image")
+        image = image.resize((target[1], target[0]), resample=spec.resample)
+    pixels = _uint8_chw(image)
+    if spec.crop_hw is not None:
+        pixels = _centre_crop(pixels, spec.crop_hw)
+    return spec.normalize(pixels)
+
+
+# ---------------------------------------------------------------------------------------------
+# The view protocol
+# ---------------------------------------------------------------------------------------------
+
+VIEW_SCHEMES = ("resize", "crops", "ipce")
+
+# Values a scheme starts from; a stored protocol always spells out every field it uses.
+_SCHEME_DEFAULTS: dict[str, dict[str, Any]] = {
+    "resize": {},
+    "crops": {"num_crops": 15, "train_crops": 1, "include_resized": True},
+    "ipce": {
+        "num_crops": 15,
+        "train_crops": 8,
+        "short_side": 512,
+        "stride": 32,
+        "large_stride": 48,
+        "large_side": 1024,
+    },
+}
+_SCHEME_FIELDS = {
+    "resize": ("scheme",),
+    "crops": ("scheme", "num_crops", "train_crops", "crop_size", "include_resized"),
+    "ipce": ("scheme", "num_crops", "train_crops", "crop_size", "short_side", "stride", "large_stride", "large_side"),
+}
+
+
+@dataclass(frozen=True)
+class ViewProtocol:
+    r"""Which views of an image the model sees, and how they are combined. Stored in `AGQGConfig.view_protocol`.
+
+    **resize** — one view: the image processor's resize of the shorter side and centre crop (CLIP's standard
+    preprocessing; `PixelSpec`).
+
+    **crops** — `num_crops` crops of `crop_size` x `crop_size` pixels (default: the model's input size) at the
+    image's native resolution, followed by the resized view when `include_resized`. Images smaller than a crop
+    are first enlarged (the processor's filter) until both sides fit. Test-time geometry (`crop_grid`): the
+    crops sit on r = round(sqrt(N H / W)) rows (clamped to [1, N]), the first N mod r rows holding one crop
+    more; along each axis the corners are evenly spaced from the first to the last valid position (the centre
+    when there is one), so the crops cover the image edge to edge. Training: `train_crops` crops at uniformly
+    random positions (plus the resized view when `include_resized`). Aggregation: the mean of the views' grade
+    distributions (so the mean of their scores).
+
+    **ipce** — IPCE's protocol (Peng et al., NTIRE 2024 AIGC quality winner). The image is brought to a shorter
+    side of at least `short_side` (bilinear, aspect kept, `int(s * long / short)` rounding; images already that
+    large keep their native resolution, as IPCE's adaptive resize does), normalised, and unfolded into
+    P x P patches (P = `crop_size`, default the model's input size) with stride `stride`, or `large_stride` when
+    a side of the brought-up image is >= `large_side`; the patches are numbered row by row. Test: with T
+    patches, N = `num_crops` of them at indices 0, s, 2s, ..., (N-1)s, s = T // N (when T < N, floor(i T / N)).
+    Training: `train_crops` indices drawn uniformly with replacement. Then the whole brought-up image resized
+    to P x P (bilinear, no antialiasing, `align_corners=False`). Aggregation: the mean of the N patches'
+    grade logits and the whole image's logits each give a grade distribution, and the grade distribution is
+    their average, P = (softmax(mean_n z_n) + softmax(z_whole)) / 2; with AGQG grading the ability plays
+    the logits' part, P = (GRM(mean_n theta_n) + GRM(theta_whole)) / 2 with the image's thresholds and
+    discrimination.
+
+    Views are laid out crops/patches first, the whole-image view last.
+    """
+
+    scheme: str = "resize"
+    num_crops: int = 0
+    train_crops: int = 0
+    crop_size: int | None = None
+    include_resized: bool = False
+    short_side: int = 0
+    stride: int = 0
+    large_stride: int = 0
+    large_side: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scheme not in VIEW_SCHEMES:
+            raise ValueError(f"view scheme {self.scheme!r}; expected one of {VIEW_SCHEMES}")
+        if self.scheme == "resize":
+            return
+        if self.num_crops < 1 or self.train_crops < 1:
+            raise ValueError(f"view scheme {self.scheme!r} needs num_crops >= 1 and train_crops >= 1, got {self}")
+        if self.crop_size is not None and self.crop_size < 1:
+            raise ValueError(f"crop_size={self.crop_size} must be >= 1 (or None for the model's input size)")
+        if self.scheme == "ipce" and min(self.short_side, self.stride, self.large_stride, self.large_side) < 1:
+            raise ValueError(f"the ipce scheme needs positive short_side, stride, large_stride, large_side: {self}")
+
+    # --- construction and storage ----------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ViewProtocol:
+        """A protocol from its stored form (`to_dict`); fields a scheme does not use are an error."""
+        values = dict(values)
+        scheme = values.get("scheme", "resize")
+        if scheme not in VIEW_SCHEMES:
+            raise ValueError(f"view scheme {scheme!r}; expected one of {VIEW_SCHEMES}")
+        unknown = sorted(set(values) - set(_SCHEME_FIELDS[scheme]))
+        if unknown:
+            raise ValueError(
+                f"view scheme {scheme!r} has no option(s) {unknown}; its options: {_SCHEME_FIELDS[scheme]}"
+            )
+        return cls(**{**_SCHEME_DEFAULTS[scheme], **values})
+
+    @classmethod
+    def parse(cls, value: Any) -> ViewProtocol:
+        """A protocol from a `ViewProtocol`, its dict, a JSON object, or a short spec: `resize`, `crops`,
+        `crops:N`, `ipce`, `ipce:N` (N test-time crops or patches)."""
+        if isinstance(value, ViewProtocol):
+            return value
+        if isinstance(value, dict):
+            return cls.from_dict(value)
+        if not isinstance(value, str):
+            raise ValueError(f"cannot read a view protocol from {type(value).__name__}: {value!r}")
+        text = value.strip()
+        if text.startswith("{"):
+            return cls.from_dict(json.loads(text))
+        scheme, _, count = text.partition(":")
+        values: dict[str, Any] = {"scheme": scheme.strip()}
+        if count.strip():
+            if scheme.strip() == "resize":
+                raise ValueError(f"view spec {value!r}: 'resize' takes no count")
+            try:
+                values["num_crops"] = int(count)
+            except ValueError as error:
+                raise ValueError(f"view spec {value!r}: expected SCHEME or SCHEME:N") from error
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form stored in the model config: exactly the fields the scheme uses."""
+        values = asdict(self)
+        return {name: values[name] for name in _SCHEME_FIELDS[self.scheme]}
+
+    def with_crop_size(self, crop_size: int) -> ViewProtocol:
+        """The same protocol with the crop/patch size filled in (when it was left to the model's input size)."""
+        return self if self.scheme == "resize" or self.crop_size is not None else replace(self, crop_size=crop_size)
+
+    # --- what it produces --------------------------------------------------------------------------
+
+    def num_views(self, train: bool = False) -> int:
+        """Views per image: 1 (resize), N (+1 with the resized view) for crops, N + 1 for ipce."""
+        if self.scheme == "resize":
+            return 1
+        count = self.train_crops if train else self.num_crops
+        return count + (1 if self.scheme == "ipce" or self.include_resized else 0)
+
+    @property
+    def aggregation(self) -> str:
+        """How the model combines an image's views: `none` (one view), `mean` or `ipce` (see the class doc)."""
+        return {"resize": "none", "crops": "mean", "ipce": "ipce"}[self.scheme]
+
+    def describe(self) -> str:
+        """One line for logs and reports."""
+        if self.scheme == "resize":
+            return "resize (the image processor's resize + centre crop)"
+        size = self.crop_size or "input-size"
+        if self.scheme == "crops":
+            whole = " + the resized view" if self.include_resized else ""
+            return f"crops: {self.num_crops} grid crops of {size} px{whole} (training: {self.train_crops} random)"
+        return (
+            f"ipce: {self.num_crops} patches of {size} px (stride {self.stride}/{self.large_stride}, short side >= "
+            f"{self.short_side}) + the whole image (training: {self.train_crops} random patches)"
+        )
+
+
+def crop_grid(height: int, width: int, crop_h: int, crop_w: int, count: int) -> list[tuple[int, int]]:
+    """Top-left corners (top, left) of `count` crops spread evenly over a (height, width) image (the `crops`
+    scheme's test-time geometry, see `ViewProtocol`)."""
+    rows = min(max(round(math.sqrt(count * height / width)), 1), count)
+
+    def spaced(positions: int, extent: int) -> list[int]:
+        if positions == 1:
+            return [extent // 2]
+        return [round(i * extent / (positions - 1)) for i in range(positions)]
+
+    corners = []
+    for row, top in enumerate(spaced(rows, height - crop_h)):
+        per_row = count // rows + (1 if row < count % rows else 0)
+        corners.extend((top, left) for left in spaced(per_row, width - crop_w))
+    return corners
+
+
+def ipce_patch_indices(total: int, count: int, train: bool, generator: torch.Generator | None = None) -> list[int]:
+    """Which of `total` patches the ipce scheme takes: `count` at a stride of total // count (test), or drawn
+    uniformly with replacement (training)."""
+    if train:
+        return torch.randint(0, total, (count,), generator=generator).tolist()
+    step = total // count
+    if step == 0:
+        return [i * total // count for i in range(count)]
+    return [step * i for i in range(count)]
+
+
+def make_views(
+    image: Any,
+    protocol: ViewProtocol,
+    spec: PixelSpec | None,
+    *,
+    processor: Any = None,
+    train: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Cuts an RGB PIL image into the protocol's views, normalised as the model expects.
+
+    Args:
+        image: An RGB PIL image (from `load_image_file`).
+        protocol: The view protocol (usually the model's, `model.view_protocol()`).
+        spec: The image processor's arithmetic (`PixelSpec.from_image_processor`); None falls back to calling
+            `processor` for the resized view (the crop schemes need a spec).
+        processor: The image processor (only used without a spec).
+        train: Training-time views (random crops / patches) instead of test-time ones.
+        generator: Randomness of the training-time views (seed it per image for reproducible runs).
+
+    Returns:
+        float32 (V, 3, S, S), V = `protocol.num_views(train)`, crops or patches first and the whole-image view last.
+
+    Raises:
+        ImageLoadError: an intermediate image of the protocol would be over the pixel budget.
+    """
+    if protocol.scheme == "resize":
+        return resized_view(image, spec, processor).unsqueeze(0)
+    if spec is None:
+        raise ValueError(f"the {protocol.scheme!r} view scheme needs an image processor PixelSpec can read")
+    size = protocol.crop_size or spec.output_hw[0]
+    if protocol.scheme == "crops":
+        return _crop_views(image, protocol, spec, size, train, generator)
+    return _ipce_views(image, protocol, spec, size, train, generator)
+
+
+def _crop_views(
+    image: Any, protocol: ViewProtocol, spec: PixelSpec, size: int, train: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    original = image
+    count = protocol.train_crops if train else protocol.num_crops
+    scale = max(size / image.height, size / image.width, 1.0)
+    height, width = image.height, image.width
+    if scale > 1.0:
+        width, height = max(size, math.ceil(image.width * scale)), max(size, math.ceil(image.height * scale))
+    if train:
+        tops = torch.randint(0, height - size + 1, (count,), generator=generator).tolist()
+        lefts = torch.randint(0, width - size + 1, (count,), generator=generator).tolist()
+        corners = list(zip(tops, lefts, strict=True))
+    else:
+        corners = crop_grid(height, width, size, size, count)
+    if scale > 1.0 and height * width > max_image_pixels():
+        # Enlarging the whole image would be over the budget: resample only each crop's window.
+        crops = [
+            _uint8_chw(_resized_crop(image, (height, width), (top, left, size, size), spec.resample))
+            for top, left in corners
+        ]
+    else:
+        if scale > 1.0:
+            image = image.resize((width, height), resample=spec.resample)
+        pixels = _uint8_chw(image)
+        crops = [pixels[:, top : top + size, left : left + size] for top, left in corners]
+    views = spec.normalize(torch.stack(crops))
+    if protocol.include_resized:
+        views = torch.cat([views, resized_view(original, spec).unsqueeze(0)])
+    return views
+
+
+def _ipce_views(
+    image: Any, protocol: ViewProtocol, spec: PixelSpec, size: int, train: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    short, long = min(image.height, image.width), max(image.height, image.width)
+    if short < protocol.short_side:
+        new_short, new_long = protocol.short_side, int(protocol.short_side * long / short)
+        new_h, new_w = (new_long, new_short) if image.width <= image.height else (new_short, new_long)
+        _check_pixels("image", new_w, new_h, max_image_pixels(), "the ipce-resized image")
+        image = image.resize((new_w, new_h), resample=Image.Resampling.BILINEAR)
+    if image.height < size or image.width < size:
+        raise ImageLoadError(f"image: {image.width}x{image.height} is smaller than the ipce patch size {size}")
+    whole = spec.normalize(_uint8_chw(image))
+    stride = protocol.large_stride if max(image.height, image.width) >= protocol.large_side else protocol.stride
+    rows = (image.height - size) // stride + 1
+    cols = (image.width - size) // stride + 1
+    count = protocol.train_crops if train else protocol.num_crops
+    chosen = ipce_patch_indices(rows * cols, count, train, generator)
+    patches = [
+        whole[:, (i // cols) * stride : (i // cols) * stride + size, (i % cols) * stride : (i % cols) * stride + size]
+        for i in chosen
+    ]
+    resized = F.interpolate(whole.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False)
+    return torch.cat([torch.stack(patches), resized])

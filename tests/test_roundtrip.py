@@ -96,3 +96,76 @@ def test_fresh_process_scores_match(tokenizer, tmp_path: Path, grading: str, pyt
     assert list(first["grade_probs"]) == model.config.grade_names
     assert first["grade"] == max(first["grade_probs"], key=first["grade_probs"].get)
     assert sum(first["grade_probs"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+FRESH_DTYPES = r"""
+import json, sys
+import torch
+import transformers
+from transformers import AutoModel, pipeline
+
+folder, image = sys.argv[1], sys.argv[2]
+key = "torch_dtype" if transformers.__version__.startswith("4.") else "dtype"
+results = {}
+for name in ("float32", "bfloat16", "float16"):
+    dtype = getattr(torch, name)
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True, **{key: dtype}).eval()
+    kinds = sorted({str(p.dtype) for p in model.parameters()})
+    with torch.no_grad():
+        auto = model(pixel_values=torch.zeros(1, 3, 32, 32)).score.item()
+    pipe = pipeline("image-quality", model=folder, trust_remote_code=True, **{key: dtype})
+    results[name] = {"kinds": kinds, "auto": auto, "pipeline": pipe(image)["score"]}
+mapped = AutoModel.from_pretrained(folder, trust_remote_code=True, device_map="cpu").to("cpu")
+with torch.no_grad():
+    results["device_map"] = mapped(pixel_values=torch.zeros(1, 3, 32, 32)).score.item()
+print(json.dumps(results))
+"""
+
+
+def _local_clip_folder(tokenizer, folder: Path) -> Path:
+    from transformers import CLIPModel
+
+    from modeling_agqg.tools.offline import tiny_clip_config
+
+    torch.manual_seed(0)
+    CLIPModel(tiny_clip_config(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("python", LOADERS, ids=["same-env", "cross-env"][: len(LOADERS)])
+@pytest.mark.parametrize("made_by", ["from_clip(folder)", "from_clip(CLIPModel)"])
+def test_every_documented_dtype_loads_and_scores(tokenizer, tmp_path: Path, made_by: str, python: str) -> None:
+    """`from_pretrained(..., dtype=bf16/fp16/fp32)` and `device_map` on folders made every way: a CLIP loaded from
+    a folder once kept its own float32 in the nested config, so the towers stayed float32 beside a bfloat16
+    head and the forward failed."""
+    from PIL import Image
+
+    from modeling_agqg import AGQGForImageQualityAssessment
+
+    if made_by == "from_clip(folder)":
+        model = AGQGForImageQualityAssessment.from_clip(_local_clip_folder(tokenizer, tmp_path / "clip"))
+    else:
+        model = make_tiny_model(tokenizer)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    image = tmp_path / "x.png"
+    Image.fromarray((torch.rand(40, 52, 3) * 255).to(torch.uint8).numpy()).save(image)
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    result = subprocess.run(
+        [python, "-c", FRESH_DTYPES, str(folder), str(image)],
+        cwd=workdir,
+        env=_fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    grade_unit = (model.config.score_range[1] - model.config.score_range[0]) / (model.config.num_grades - 1)
+    for name in ("float32", "bfloat16", "float16"):
+        assert got[name]["kinds"] == [f"torch.{name}"], got[name]
+        assert abs(got[name]["auto"] - got["float32"]["auto"]) < 0.05 * grade_unit
+        assert abs(got[name]["pipeline"] - got["float32"]["pipeline"]) < 0.05 * grade_unit
+    assert got["device_map"] == pytest.approx(got["float32"]["auto"], abs=1e-6)

@@ -10,7 +10,7 @@ import torch
 from conftest import make_tiny_model
 from PIL import Image
 
-from modeling_agqg.pipeline_agqg import ImageLoadError
+from modeling_agqg.views_agqg import ImageLoadError
 from modeling_agqg.tools.explain import explain
 from modeling_agqg.tools.scoring import cpu_has_native_bf16, resolve_dtype, score
 
@@ -88,21 +88,23 @@ def test_dtype_auto_follows_the_hardware() -> None:
         assert cpu_has_native_bf16()
 
 
-def test_multi_crop_averages_the_views(tokenizer) -> None:
+def test_crops_shorthand_is_the_crops_view_protocol(tokenizer) -> None:
+    from modeling_agqg.views_agqg import make_views
+
     model = make_tiny_model(tokenizer)
     image = _images(1, seed=3)[0].resize((80, 64))
     one = score([image], model=model, dtype="fp32", crops=0)[0]
     many = score([image], model=model, dtype="fp32", crops=3)[0]
-    from modeling_agqg.tools.preprocess import PreprocessSpec, make_views, normalize_batch
-
-    spec = PreprocessSpec.from_image_processor(model.image_processor)
-    views = normalize_batch(make_views(image, spec, 3), spec)
+    assert many == score([image], model=model, dtype="fp32", views="crops:3")[0]
+    views = make_views(image, model.view_protocol("crops:3"), model.pixel_spec())
     with torch.no_grad():
-        output = model(pixel_values=views)
-    assert abs(one["score"] - float(output.score[0])) < 1e-5
+        output = model(pixel_values=views)  # one forward per view, no combination
+    assert abs(one["score"] - float(output.score[-1])) < 1e-5  # the resized view is the last one
     assert abs(many["score"] - float(output.score.mean())) < 1e-5
     probs = output.grade_probs.mean(0)
     assert np.allclose([many[f"prob_{g}"] for g in model.config.grade_names], probs.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="not both"):
+        score([image], model=model, views="resize", crops=2)
 
 
 def test_prompts_condition_the_scores(tiny_model) -> None:

@@ -84,7 +84,7 @@ class MultiCropCollator:
 
     def views(self, image: Any) -> list[torch.Tensor]:
         """The N crops then the resized whole image, each (3, S, S)."""
-        from modeling_agqg.pipeline_agqg import Image
+        from modeling_agqg.views_agqg import Image
 
         size = self.crop_size
         shorter = min(image.size)

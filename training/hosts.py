@@ -294,7 +294,7 @@ class HostCollator:
         return (array / 255.0 - self.mean) / self.std
 
     def _random_crop_and_whole(self, image: Any) -> list[torch.Tensor]:
-        from modeling_agqg.pipeline_agqg import Image
+        from modeling_agqg.views_agqg import Image
 
         size, shorter = self.size, min(image.size)
         if shorter < size:

@@ -11,20 +11,19 @@ from typing import Any
 import torch
 
 from ..views_agqg import ImageLoadError
-from .preprocess import normalize_batch
 from .scoring import (
     DTYPES,
     EXIT_OK,
     EXIT_USAGE,
     Scorer,
     ScoringStream,
-    StreamConfig,
     _add_common,
     _api_items,
-    _preprocess_setup,
     load_model,
     resolve_device,
     resolve_dtype,
+    resolve_views,
+    stream_config,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -33,48 +32,56 @@ from .scoring import (
 
 
 def explain(
-    image: Any, model: Any, *, prompt: str | None = None, device: str = "auto", dtype: str = "fp32", crops: int = 0
+    image: Any,
+    model: Any,
+    *,
+    prompt: str | None = None,
+    device: str = "auto",
+    dtype: str = "fp32",
+    views: Any = None,
+    crops: int | None = None,
 ) -> dict[str, Any]:
     """Everything AGQG says about one image: score, grade probabilities, ability, thresholds, discrimination.
 
+    The image is cut into views exactly as `score()` and the pipeline cut it (`views`/`crops` as in `score`).
+
     Returns a dict with `score`, `grade`, `grade_probs` {name: p}, `ability` (theta), `difficulties`
-    [b_1..b_{K-1}] (None for softmax grading), `discrimination` (a, None for softmax grading), `score_range`.
+    [b_1..b_{K-1}] (None for softmax grading), `discrimination` (a, None for softmax grading), `score_range`,
+    `views` (the protocol, described).
     """
     torch_device = resolve_device(device)
     model = load_model(model, torch_device)
-    mode, spec, processor = _preprocess_setup(model, "exact", crops)
-    stream = ScoringStream(
-        StreamConfig(inputs=[], batch_size=1, crops=crops, mode=mode, spec=spec, image_processor=processor)
-    )
+    protocol = resolve_views(model, views, crops)
+    stream = ScoringStream(stream_config(model, protocol, [], 1))
     item = next(_api_items([image], [prompt] if prompt is not None else None))
     batch = stream.load_chunk(0, [item])
     if batch.errors:
         raise ImageLoadError(f"{batch.errors[0][0]}: {batch.errors[0][1]}")
-    scorer = Scorer(model, torch_device, resolve_dtype(dtype, torch_device), spec, views=1 + crops)
-    pixels = normalize_batch(batch.pixel_values.to(torch_device), spec)
-    inputs: dict[str, torch.Tensor] = {"pixel_values": pixels}
+    scorer = Scorer(model, torch_device, resolve_dtype(dtype, torch_device), protocol)
+    inputs: dict[str, torch.Tensor] = {"pixel_values": batch.pixel_values.to(torch_device)}
     if prompt is not None:
-        tokens = model.tokenize_alignment_prompts(getattr(model, "tokenizer", None), [prompt] * pixels.shape[0])
+        tokens = model.tokenize_alignment_prompts(getattr(model, "tokenizer", None), [prompt])
         inputs.update({k: v.to(torch_device) for k, v in tokens.items()})
     with torch.inference_mode(), scorer.autocast():
-        output = model(**inputs)
-    probs = output.grade_probs.float().mean(0)
+        output = model(**inputs, num_views=scorer.views, view_aggregation=protocol.aggregation)
+    probs = output.grade_probs.float()[0]
     names = scorer.grade_names
     difficulties = output.difficulties
     if difficulties is not None:
-        difficulties = difficulties.float().reshape(-1, difficulties.shape[-1]).mean(0).tolist()
+        difficulties = difficulties.float().reshape(-1, difficulties.shape[-1])[0].tolist()
     discrimination = output.discrimination
     if discrimination is not None:
-        discrimination = float(discrimination.float().mean())
+        discrimination = float(discrimination.float().reshape(-1)[0])
     return {
         "path": item.key,
-        "score": float(output.score.float().mean()),
+        "score": float(output.score.float()[0]),
         "grade": names[int(probs.argmax())],
         "grade_probs": dict(zip(names, probs.tolist(), strict=True)),
-        "ability": float(output.ability.float().mean()),
+        "ability": float(output.ability.float()[0]),
         "difficulties": difficulties,
         "discrimination": discrimination,
         "score_range": list(model.config.score_range),
+        "views": protocol.describe(),
     }
 
 
@@ -146,7 +153,13 @@ def run_explain(args: argparse.Namespace) -> int:
     """`agqg explain`: prints the explanation and saves the PNG."""
     try:
         result = explain(
-            args.image, args.model, prompt=args.prompt, device=args.device, dtype=args.dtype, crops=args.crops
+            args.image,
+            args.model,
+            prompt=args.prompt,
+            device=args.device,
+            dtype=args.dtype,
+            views=args.views,
+            crops=args.crops,
         )
     except (ImageLoadError, ValueError) as error:
         print(f"agqg explain: error: {error}", file=sys.stderr)

@@ -1,10 +1,10 @@
 """Scoring at scale: `agqg score`, `agqg explain` and the Python counterpart `score(...)`.
 
 `agqg score INPUT... --model ID_OR_DIR --out results.csv` streams images from files, folders, globs, list
-files or saved datasets (`_scoring_inputs`) through DataLoader workers that decode and preprocess them
-(`_scoring_stream`, `_scoring_preprocess`) while the model scores the previous batch, and appends one row
+files or saved datasets (`inputs`) through DataLoader workers that decode images and cut them into the model's
+views (`stream`, `views_agqg.make_views`) while the model scores the previous batch, and appends one row
 per image (path, score, grade, one probability per grade, ability) to a CSV, JSON Lines or Parquet file a
-batch at a time (`_scoring_writers`). Unreadable inputs go to an errors file with the reason. Rerunning the
+batch at a time (`writers`). Unreadable inputs go to an errors file with the reason. Rerunning the
 same command after Ctrl-C or kill -9 resumes: rows already written are skipped, the final file equals an
 uninterrupted run's. Under `accelerate launch` the chunks of inputs are dealt out to the processes and
 process 0 merges their part files in input order.
@@ -30,9 +30,8 @@ from typing import Any
 
 import torch
 
-from ..views_agqg import ImageLoadError
+from ..views_agqg import ImageLoadError, ViewProtocol
 from .inputs import InputError, ScoringItem, check_inputs, iter_items
-from .preprocess import PREPROCESS_MODES, PreprocessSpec, normalize_batch
 from .stream import ChunkBatch, ScoringStream, StreamConfig, iter_chunks
 from .writers import (
     CHUNK_FIELD,
@@ -112,30 +111,34 @@ def load_model(model: Any, device: torch.device | None = None) -> Any:
     return model.eval()
 
 
-def model_image_processor(model: Any) -> Any:
-    processor = getattr(model, "image_processor", None)
-    return processor if processor is not None else model.default_image_processor()
+def resolve_views(model: Any, views: Any = None, crops: int | None = None) -> ViewProtocol:
+    """The view protocol a scoring run applies: `views` (a spec such as `"ipce"`, `"crops:15"`, a dict or a
+    `ViewProtocol`), else `crops=N` as shorthand for `"crops:N"` (0: `"resize"`), else the model's own."""
+    if views is not None and crops is not None:
+        raise ValueError("give views= or crops=, not both")
+    if crops is not None:
+        if crops < 0:
+            raise ValueError(f"crops={crops} must be >= 0")
+        views = f"crops:{crops}" if crops else "resize"
+    return model.view_protocol(views)
 
 
 class Scorer:
-    """Runs an AGQG model on preprocessed batches and averages multi-crop views.
+    """Runs an AGQG model on batches of views; the model combines each image's views.
 
     Args:
         model: An `AGQGForImageQualityAssessment` (on `device`, eval mode).
         device: Where the forward runs.
         dtype: Autocast dtype (float32 = no autocast).
-        spec: The preprocessing spec (normalises uint8 batches on the device), None in "processor" mode.
-        views: Views per image (1 + number of crops).
+        protocol: The view protocol the batches were cut with (`make_views`).
     """
 
-    def __init__(
-        self, model: Any, device: torch.device, dtype: torch.dtype, spec: PreprocessSpec | None, views: int = 1
-    ) -> None:
+    def __init__(self, model: Any, device: torch.device, dtype: torch.dtype, protocol: ViewProtocol) -> None:
         self.model = model
         self.device = device
         self.dtype = dtype
-        self.spec = spec
-        self.views = views
+        self.protocol = protocol
+        self.views = protocol.num_views()
         self.grade_names = list(model.config.grade_names)
         self.columns = result_columns(self.grade_names)
 
@@ -146,29 +149,25 @@ class Scorer:
 
     @torch.inference_mode()
     def __call__(self, pixel_values: torch.Tensor, prompts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """Scores B images given as (B * views, 3, h, w) pixels (uint8 or normalised float).
+        """Scores B images given as (B * views, 3, h, w) normalised views.
 
-        Returns float32 CPU tensors averaged over each image's views: `score` (B,), `grade_probs` (B, K),
-        `ability` (B,). Averaging the probabilities averages the scores too (the score is linear in them).
+        Returns float32 CPU tensors per image: `score` (B,), `grade_probs` (B, K), `ability` (B,).
         """
-        pixels = normalize_batch(pixel_values.to(self.device, non_blocking=True), self.spec)
-        inputs: dict[str, torch.Tensor] = {"pixel_values": pixels}
+        inputs: dict[str, torch.Tensor] = {"pixel_values": pixel_values.to(self.device, non_blocking=True)}
         if prompts is not None:
             tokens = self.model.tokenize_alignment_prompts(getattr(self.model, "tokenizer", None), list(prompts))
-            for name, value in tokens.items():
-                inputs[name] = value.repeat_interleave(self.views, dim=0).to(self.device)
+            inputs.update({name: value.to(self.device) for name, value in tokens.items()})
         with self.autocast():
-            output = self.model(**inputs)
-        count, num_grades = pixels.shape[0] // self.views, output.grade_probs.shape[-1]
-        per_view = torch.cat(
+            output = self.model(**inputs, num_views=self.views, view_aggregation=self.protocol.aggregation)
+        num_grades = output.grade_probs.shape[-1]
+        per_image = torch.cat(
             [output.score.float().unsqueeze(-1), output.grade_probs.float(), output.ability.float().unsqueeze(-1)], -1
         )
-        # One device-to-host copy per batch (each copy waits for the GPU).
-        averaged = per_view.view(count, self.views, num_grades + 2).mean(1).cpu()
+        per_image = per_image.cpu()  # one device-to-host copy per batch (each copy waits for the GPU)
         return {
-            "score": averaged[:, 0],
-            "grade_probs": averaged[:, 1 : 1 + num_grades],
-            "ability": averaged[:, -1],
+            "score": per_image[:, 0],
+            "grade_probs": per_image[:, 1 : 1 + num_grades],
+            "ability": per_image[:, -1],
         }
 
     def rows(self, keys: Sequence[str], scored: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
@@ -189,14 +188,17 @@ class Scorer:
         return rows
 
 
-def _preprocess_setup(model: Any, mode: str, crops: int) -> tuple[str, PreprocessSpec | None, Any]:
-    processor = model_image_processor(model)
-    spec = PreprocessSpec.from_image_processor(processor) if mode != "processor" else None
-    if spec is None:
-        mode = "processor"
-        if crops > 0:
-            spec = PreprocessSpec.from_image_processor(processor)
-    return mode, spec, processor
+def stream_config(model: Any, protocol: ViewProtocol, inputs: Sequence[str], batch_size: int, **options: Any) -> Any:
+    """The `StreamConfig` that cuts images into `protocol`'s views with `model`'s image processor."""
+    processor = getattr(model, "image_processor", None) or model.default_image_processor()
+    return StreamConfig(
+        inputs=list(inputs),
+        batch_size=batch_size,
+        protocol=protocol,
+        spec=model.pixel_spec(),
+        image_processor=processor,
+        **options,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,9 +233,9 @@ def score(
     batch_size: int = 32,
     device: str = "auto",
     dtype: str = "auto",
-    crops: int = 0,
+    views: Any = None,
+    crops: int | None = None,
     prompts: Sequence[str] | None = None,
-    preprocess: str = "fast",
     on_error: str = "skip",
     as_dataframe: bool = False,
     progress: bool = False,
@@ -245,12 +247,13 @@ def score(
             are expanded as by `agqg score`.
         model: An AGQG model object, or a local folder / Hub id loaded with
             `AutoModel.from_pretrained(..., trust_remote_code=True)`.
-        batch_size: Images per forward (times `1 + crops` views).
+        batch_size: Images per forward (times the protocol's views per image).
         device: "auto" (a model object's own device; for a path, CUDA when available), "cpu" or "cuda".
         dtype: "auto", "fp32", "bf16" or "fp16" (see the module docstring).
-        crops: Extra evenly spaced crops per image, averaged with the resized image.
+        views: The view protocol: None for the model's own (`config.view_protocol`), or a spec such as
+            `"resize"`, `"crops:15"`, `"ipce"`, a dict or a `ViewProtocol` (see `views_agqg.ViewProtocol`).
+        crops: Shorthand for `views="crops:N"` (N grid crops plus the resized view; 0 means `"resize"`).
         prompts: One generation prompt per input (alignment scoring), or None.
-        preprocess: "fast", "exact" or "processor" (see `_scoring_preprocess`).
         on_error: "skip" (the image's dict has an `error` and no score) or "raise".
         as_dataframe: Return a pandas DataFrame instead of a list of dicts.
         progress: Show a tqdm bar.
@@ -260,8 +263,6 @@ def score(
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error={on_error!r}; expected 'skip' or 'raise'")
-    if preprocess not in PREPROCESS_MODES:
-        raise ValueError(f"preprocess={preprocess!r}; expected one of {PREPROCESS_MODES}")
     was_training = getattr(model, "training", False)
     is_object = not isinstance(model, (str, os.PathLike))
     model = load_model(model)
@@ -269,12 +270,9 @@ def score(
     torch_device = next(model.parameters()).device if is_object and device == "auto" else resolve_device(device)
     if next(model.parameters()).device != torch_device:
         model = model.to(torch_device)
-    mode, spec, processor = _preprocess_setup(model, preprocess, crops)
-    config = StreamConfig(
-        inputs=[], batch_size=batch_size, crops=crops, mode=mode, spec=spec, image_processor=processor
-    )
-    stream = ScoringStream(config)
-    scorer = Scorer(model, torch_device, resolve_dtype(dtype, torch_device), spec, views=1 + crops)
+    protocol = resolve_views(model, views, crops)
+    stream = ScoringStream(stream_config(model, protocol, [], batch_size))
+    scorer = Scorer(model, torch_device, resolve_dtype(dtype, torch_device), protocol)
     results: list[dict[str, Any]] = []
     items = list(_api_items(images_or_paths, prompts))
     with_prompts = any(item.prompt is not None for item in items)
@@ -467,8 +465,8 @@ def run_score(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         check_inputs(args.inputs)
-        if args.batch_size < 1 or args.crops < 0:
-            raise InputError("--batch-size must be >= 1 and --crops >= 0")
+        if args.batch_size < 1:
+            raise InputError("--batch-size must be >= 1")
         output_format(args.out)
     except (InputError, OutputFileError) as error:
         _error(str(error))
@@ -482,8 +480,12 @@ def run_score(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     model = load_model(args.model, device)
     dtype = resolve_dtype(args.dtype, device)
-    mode, spec, processor = _preprocess_setup(model, args.preprocess, args.crops)
-    scorer = Scorer(model, device, dtype, spec, views=1 + args.crops)
+    try:
+        protocol = resolve_views(model, args.views, args.crops)
+    except ValueError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    scorer = Scorer(model, device, dtype, protocol)
     outputs = _Outputs(args, scorer.columns, dist)
 
     try:
@@ -496,13 +498,11 @@ def run_score(args: argparse.Namespace) -> int:
         _error(str(error))
         return EXIT_ABORTED
 
-    config = StreamConfig(
-        inputs=list(args.inputs),
-        batch_size=args.batch_size,
-        crops=args.crops,
-        mode=mode,
-        spec=spec,
-        image_processor=processor,
+    config = stream_config(
+        model,
+        protocol,
+        args.inputs,
+        args.batch_size,
         root=args.root,
         path_column=args.path_column,
         prompt_column=args.prompt_column,
@@ -523,7 +523,7 @@ def run_score(args: argparse.Namespace) -> int:
         num_workers=workers,
         collate_fn=_identity,
         pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=(4 if protocol.num_views() == 1 else 2) if workers > 0 else None,
     )
     scored_count, skipped_count, score_sum = 0, 0, 0.0
     loop_started, loop_cpu_started = time.perf_counter(), time.process_time()
@@ -621,7 +621,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="AGQG model folder or Hub id (loaded with trust_remote_code)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA if available)")
     parser.add_argument(
-        "--crops", type=int, default=0, help="extra evenly spaced crops averaged with the resized image"
+        "--views",
+        default=None,
+        help="view protocol: resize, crops[:N], ipce[:N] or a JSON object (default: the model's own, from its "
+        "config's view_protocol)",
+    )
+    parser.add_argument(
+        "--crops", type=int, default=None, help="shorthand for --views crops:N (0: resize) (default: not set)"
     )
 
 
@@ -655,9 +661,6 @@ def add_parser(subparsers: Any) -> None:
         "--on-error", default="skip", choices=["skip", "fail"], help="unreadable input: list it and go on, or stop"
     )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: by device)")
-    parser.add_argument(
-        "--preprocess", default="fast", choices=PREPROCESS_MODES, help="see docs/scoring.md (default: fast)"
-    )
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_score)

@@ -21,9 +21,8 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..views_agqg import ImageLoadError
+from ..views_agqg import ImageLoadError, PixelSpec, ViewProtocol, load_image_file, make_views
 from .inputs import DatasetRef, ScoringItem, dataset_splits, iter_items
-from .preprocess import PreprocessSpec, make_views, open_image, processor_views
 
 
 @dataclass
@@ -34,7 +33,7 @@ class ChunkBatch:
         chunk: Index of the chunk in the whole input stream.
         keys: Keys of the images that decoded, in input order.
         write: For each of `keys`, whether its row is still missing from the output (resume).
-        pixel_values: uint8 (len(keys) * views, 3, h, w) (float in "processor" mode), views of one image adjacent.
+        pixel_values: float32 (len(keys) * views, 3, h, w) from `make_views`, the views of one image adjacent.
         prompts: Generation prompts of `keys` (None without a prompt column).
         errors: (key, reason) of the chunk's items that could not be read and are not yet in the errors file.
         new_items: Number of this chunk's items not done before this run (for the progress bar).
@@ -104,9 +103,8 @@ class StreamConfig:
 
     inputs: Sequence[str]
     batch_size: int
-    crops: int = 0
-    mode: str = "fast"
-    spec: PreprocessSpec | None = None
+    protocol: ViewProtocol = field(default_factory=ViewProtocol)
+    spec: PixelSpec | None = None
     image_processor: Any = None
     root: str | None = None
     path_column: str | None = None
@@ -174,7 +172,7 @@ class ScoringStream(IterableDataset):
         for item, is_new in zip(chunk, pending, strict=True):
             try:
                 pixels, prompt = self._load_item(item, reader)
-            except (ImageLoadError, OSError, ValueError) as error:
+            except (ImageLoadError, OSError, ValueError, MemoryError) as error:
                 if is_new:
                     batch.errors.append((item.key, _reason(error, item.key)))
                 continue
@@ -199,12 +197,8 @@ class ScoringStream(IterableDataset):
             source, prompt = reader.read(item.dataset_row)
         else:
             source = item.path
-        use_draft = config.mode == "fast" and config.crops == 0
-        image = open_image(source, item.key, config.spec if use_draft else None)
-        if config.mode == "processor" or config.spec is None:
-            spec_hw = config.spec.output_hw if config.spec is not None else None
-            return processor_views(image, config.image_processor, spec_hw, config.crops), prompt
-        return make_views(image, config.spec, config.crops), prompt
+        image = load_image_file(source, item.key)
+        return make_views(image, config.protocol, config.spec, processor=config.image_processor), prompt
 
 
 def _reason(error: Exception, key: str) -> str:
