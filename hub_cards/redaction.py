@@ -53,6 +53,8 @@ REDACTED_FILES: dict[str, str | frozenset[str]] = {
     "tokenizer_config.json": TOKENIZER_PATH_KEYS,
 }
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+# A redacted value in a file's text: the marker and the base name behind it.
+_REDACTED_VALUE = re.compile(re.escape(LOCAL_PATH_MARKER) + r"/[^\s\"',]*")
 
 
 class RedactionError(ValueError):
@@ -137,11 +139,12 @@ def _replace(original: str, public: str, where: str, redacted: dict[str, str]) -
 
 
 def local_path_leaks(text: str, local_paths: Iterable[str]) -> list[str]:
-    """The entries of `local_paths` that occur in `text` as whole paths (followed by a separator, quote, space or
-    the end, so `/data/a` does not match `/data/ab`)."""
+    """The entries of `local_paths` that occur in `text` as whole paths: not inside a longer path (`/data` does not
+    match `/mnt/data` or `/data2`) and not as the name of a redacted value (`<local path>/data`)."""
+    text = _REDACTED_VALUE.sub(LOCAL_PATH_MARKER, text)
     found = []
     for path in sorted({p.rstrip("/\\") for p in local_paths if p and p.rstrip("/\\")}, key=len, reverse=True):
-        if re.search(re.escape(path) + r"(?![\w.-])", text):
+        if re.search(r"(?<![\w.\-/\\])" + re.escape(path) + r"(?![\w.-])", text):
             found.append(path)
     return found
 

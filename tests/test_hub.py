@@ -532,6 +532,7 @@ def _model_from_local_clip(tokenizer, tmp_path: Path) -> tuple[Path, Path]:
         "split": "1",
         "loss_weights": {"l1": 1.0},
         "resume_from_checkpoint": str(run_dir / "checkpoints" / "step_10"),
+        "logging_dir": "/logs",  # a one-component path: its redacted copy "<local path>/logs" is not a leak
     }
     (model_dir / "train_config.yaml").write_text(yaml.safe_dump(train_config, sort_keys=False))
     return clip_dir, model_dir
@@ -664,9 +665,10 @@ def test_pushed_files_carry_no_local_paths(
         "split": "1",
         "loss_weights": {"l1": 1.0},
         "resume_from_checkpoint": "<local path>/step_10",
+        "logging_dir": "<local path>/logs",
     }
     assert json.loads(files["eval_results.json"])["base_model"] == "<local path>/clip-local"
-    assert "train_config.yaml: output_dir, clip, data_root, resume_from_checkpoint" in out, out
+    assert "train_config.yaml: output_dir, clip, data_root, resume_from_checkpoint, logging_dir" in out, out
     assert _folder_digest(model_dir) == before, "the local files stay as they are"
 
 
