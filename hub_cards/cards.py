@@ -19,13 +19,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
+
+from .redaction import LOCAL_PATH_MARKER, is_hub_id, redacted_local_path
 
 TEMPLATES = Path(__file__).with_name("templates")
 MODEL_CARD_TEMPLATE = TEMPLATES / "model_card.md"
@@ -42,7 +44,6 @@ DATASET_TAGS = ("image-quality-assessment", "mos")
 # Hub metric ids (evaluate's names) of the two correlations reported in model-index.
 INDEX_METRICS = (("srcc", "spearmanr", "SRCC"), ("plcc", "pearsonr", "PLCC"))
 TABLE_METRICS = ("srcc", "krcc", "plcc", "plcc_logistic", "rmse")
-_HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class CardError(ValueError):
@@ -121,14 +122,17 @@ def model_card_data(
         config: The model's `config.json` as a dict (the base model falls back to its CLIP checkpoint's Hub id).
         eval_results: A checked `eval_results.json` (see `load_eval_results`), or None.
         license: The weights' licence id.
-        base_model: Overrides the base model.
+        base_model: Overrides the base model (must be a Hub model id).
         datasets: Overrides the dataset list (default: the evaluated datasets, none for synthetic data).
         model_name: Overrides the model-index name (default: `eval_results["model_name"]`).
+
+    Raises:
+        CardError: `base_model` is given and is not a Hub model id.
     """
     results = list((eval_results or {}).get("results", []))
     synthetic = bool((eval_results or {}).get("synthetic", False))
     name = model_name or (eval_results or {}).get("model_name") or "agqg-model"
-    base = base_model or (eval_results or {}).get("base_model") or _base_model_from_config(config)
+    base = base_model_source(config, eval_results, base_model).hub_id
     if datasets is None:
         # Synthetic data has no Hub dataset to link; real datasets are listed by the names evaluation used.
         datasets = [] if synthetic else list(dict.fromkeys(r["dataset"] for r in results))
@@ -161,10 +165,47 @@ def model_card_data(
     )
 
 
-def _base_model_from_config(config: Mapping[str, Any]) -> str | None:
-    """The CLIP checkpoint the backbone was built from, when it is a Hub id (not a local folder)."""
-    source = (config.get("clip_config") or {}).get("_name_or_path") or ""
-    return source if _HUB_REPO_ID.match(source) and not os.path.exists(source) else None
+@dataclass(frozen=True)
+class BaseModelSource:
+    """Where the backbone's starting weights came from, as the card states it.
+
+    `hub_id`: a Hub model id, recorded as the card's `base_model`. `local_name`: set (possibly to "" when only a
+    marker is known) for a checkpoint that is not on the Hub, such as a local CLIP folder; the card names only its
+    base name. Neither: no pretrained checkpoint is recorded, the backbone was trained from scratch.
+    """
+
+    hub_id: str | None = None
+    local_name: str | None = None
+
+
+def is_hub_model_id(value: Any) -> bool:
+    """Whether `value` can be a card's `base_model`: an "owner/name" Hub id that is not a path on this machine."""
+    return isinstance(value, str) and "/" in value and is_hub_id(value)
+
+
+def base_model_source(
+    config: Mapping[str, Any], eval_results: Mapping[str, Any] | None, base_model: str | None = None
+) -> BaseModelSource:
+    """The base model of a saved folder: `base_model` when given, else `eval_results.json`'s `base_model` (training
+    writes the CLIP checkpoint or `init_model` there: a Hub id, a local path or null), else the CLIP config's
+    `_name_or_path` (a Hub id, a redacted "<local path>/NAME", or, in folders saved before redaction, a local path).
+
+    Raises:
+        CardError: `base_model` is given and is not a Hub model id.
+    """
+    if base_model is not None:
+        if not is_hub_model_id(base_model):
+            raise CardError(f"base_model {base_model!r} is not a Hub model id (owner/name) or is a local path")
+        return BaseModelSource(hub_id=base_model)
+    candidates = ((eval_results or {}).get("base_model"), (config.get("clip_config") or {}).get("_name_or_path"))
+    for candidate in candidates:
+        if not isinstance(candidate, str) or not candidate:
+            continue
+        if is_hub_model_id(candidate):
+            return BaseModelSource(hub_id=candidate)
+        redacted = redacted_local_path(candidate)  # "<local path>/NAME" or the bare marker
+        return BaseModelSource(local_name=redacted[len(LOCAL_PATH_MARKER) :].lstrip("/"))
+    return BaseModelSource()
 
 
 def render_model_card(
@@ -176,6 +217,8 @@ def render_model_card(
     datasets: Sequence[str] | None = None,
     code_repo: str | None = None,
     eval_results: Mapping[str, Any] | None = None,
+    revision: str | None = None,
+    code_revision: str | None = None,
 ) -> ModelCard:
     """Renders the model card of a saved AGQG folder (reads `config.json`, `preprocessor_config.json` and, when
     present, `eval_results.json`).
@@ -184,10 +227,13 @@ def render_model_card(
         model_dir: The folder written by `save_pretrained` (and training).
         repo_id: The Hub repository the card is for (used in the usage snippets).
         license: The weights' licence id.
-        base_model: Overrides the base model read from `eval_results.json` / the config.
+        base_model: Overrides the base model read from `eval_results.json` / the config (a Hub model id).
         datasets: Overrides the training/evaluation dataset ids of the metadata.
         code_repo: The code repository serving this model's remote code, if any.
         eval_results: Overrides `eval_results.json` (already loaded and checked).
+        revision: The commit of `repo_id` that holds this model's code and weights: the usage examples pin it. `None`
+            (not pushed yet): they say `revision="main"` and ask the reader to pin a commit.
+        code_revision: The commit of `code_repo` that holds the code, pinned likewise.
 
     Raises:
         CardError: a file is missing or malformed, or the rendered card does not validate.
@@ -203,6 +249,7 @@ def render_model_card(
     if eval_results is None and (model_dir / EVAL_RESULTS_FILE).is_file():
         eval_results = load_eval_results(model_dir / EVAL_RESULTS_FILE)
     card_data = model_card_data(config, eval_results, license=license, base_model=base_model, datasets=datasets)
+    source = base_model_source(config, eval_results, base_model)
     clip_config = config.get("clip_config") or {}
     vision, text = clip_config.get("vision_config") or {}, clip_config.get("text_config") or {}
     grade_names = list(config.get("grade_names") or [])
@@ -217,7 +264,11 @@ def render_model_card(
         endpoint=HUB_URL,
         code_repo=code_repo,
         synthetic=bool((eval_results or {}).get("synthetic", False)),
-        base_model=card_data.base_model,
+        base_model=source.hub_id,
+        local_base_model=source.local_name is not None,
+        local_base_name=source.local_name,
+        revision=revision,
+        code_revision=code_revision,
         license=license,
         grading=config.get("grading", "agqg"),
         grading_title=_grading_title(config),
@@ -259,9 +310,10 @@ def write_model_card(model_dir: str | os.PathLike, *, repo_id: str, **kwargs: An
 def check_model_card(
     card: ModelCard | str, expected_values: int | None = None, *, require_agqg_fields: bool = True
 ) -> list[EvalResult]:
-    """Checks a model card offline: its YAML parses into `ModelCardData`, it carries the required fields, and its
-    `model-index` parses with huggingface_hub's eval-result reader (`model_index_to_eval_results`). (The Hub's own
-    validation, `ModelCard.validate`, needs the Hub's `/api/validate-yaml` and runs when the card is pushed.)
+    """Checks a model card offline: its YAML parses into `ModelCardData`, it carries the required fields, every
+    `base_model` is a Hub model id (not a local path), and its `model-index` parses with huggingface_hub's eval-result
+    reader (`model_index_to_eval_results`). (The Hub's own validation, `/api/validate-yaml`, needs the Hub: `push`
+    asks it before creating anything.)
 
     Args:
         card: The card or its text.
@@ -283,6 +335,15 @@ def check_model_card(
     for field in required:
         if not metadata.get(field):
             raise CardError(f"model card metadata has no '{field}'")
+    base_models = metadata.get("base_model")
+    if base_models is not None and not isinstance(base_models, list):
+        base_models = [base_models]
+    for base in base_models or []:
+        if not is_hub_model_id(base):
+            raise CardError(
+                f"model card metadata field 'base_model' must name Hub models (owner/name), got {base!r}"
+                + (" (a local path)" if isinstance(base, str) and os.path.exists(base) else "")
+            )
     missing_tags = set(MODEL_TAGS) - set(metadata.get("tags") or [])
     if require_agqg_fields and missing_tags:
         raise CardError(f"model card metadata lacks the tags {sorted(missing_tags)}")

@@ -1,32 +1,49 @@
 """Publishing a saved AGQG model folder to the Hugging Face Hub: `push` and the `agqg push` command.
 
-`push` uploads the complete remote-code folder in **one commit** through `HfApi.create_commit`: `config.json` (with
-`auto_map` and `custom_pipelines`), the remote-code files (`configuration_agqg.py`, `modeling_agqg.py`,
-`pipeline_agqg.py` and any sibling module they import, i.e. every top-level `.py` file), `model.safetensors`, the
-image-processor config, the tokenizer files, the `README.md` model card and `eval_results.json`. (`model.push_to_hub`
-would leave out the pipeline file, and a card it never writes.)
+**What goes up** (`plan_upload`): exactly the files a model repository needs, from the top level of the folder:
+`config.json`; the weights (`model.safetensors`, or `model.safetensors.index.json` and every shard it names); the
+remote-code modules that `auto_map` / `custom_pipelines` name and every sibling module they import (`from .x import`),
+transitively, which transformers fetches from the same repository; the image-processor config; the tokenizer files; a
+`generation_config.json`; the `README.md` model card; `eval_results.json` and `train_config.yaml`. Nothing else: no
+dotfiles (`.env`, `.huggingface/`), no folders (checkpoints, logs), no unknown files, and nothing reached through a
+symlink that points outside the folder. Every file left out is reported with the reason. When a file the repository
+needs is missing (or is, say, a link to outside the folder), nothing is sent and the error names it.
 
-One commit keeps the repository consistent: a failed or interrupted upload commits nothing, so the repository never
-holds a config that points at missing weights. The local folder is only read, never written. After a failure `push`
-compares the folder with what the Hub holds and reports the files that did not go up; running it again completes the
-upload, re-sending only what is missing (the Hub reports unchanged files and already stored large files, which the
-client skips).
+**No local paths** (`redaction`): `config.json` (`_name_or_path`, nested too), `train_config.yaml` (`output_dir`,
+`data_root`, a local `clip` folder, ...), `eval_results.json` (`base_model`) and the processor/tokenizer configs go up
+as copies in which local paths read `"<local path>/NAME"`; a final check refuses an upload in which any text file still
+contains the model folder's, the home folder's or a redacted path.
+
+**The card** is checked before anything is created on the Hub: offline (`check_model_card`: metadata, Hub ids as
+`base_model`, the model-index) and by the Hub's own validator (`/api/validate-yaml`, which creates nothing).
+
+**Two commits.** The model's files go up in one commit (`HfApi.create_commit`); then the generated card goes up in a
+second commit whose examples pin the first one (`revision="<sha>"`), the commit holding the code and weights the card
+describes. One commit per step keeps the repository consistent: a failed or interrupted upload commits nothing of that
+step, so the repository never holds a config that points at missing weights. The local folder is only read, never
+written. After a failure `push` compares the folder with what the Hub holds and reports the files that did not go up;
+running it again completes the upload, re-sending only what is missing (unchanged files and already stored large files
+are skipped), and converges: when the model's files are already on the Hub, the card pins the commit that its current
+version on the Hub pins if that commit still holds the same files, else the branch head (which does).
 
 Code-repository mode (`code_repo="org/agqg-code"`): the code files go to one code repository that many weight
 repositories share, and the weights repository's config refers to it (`"org/agqg-code--modeling_agqg.Class"` in
-`auto_map` and `custom_pipelines`), as jina-clip and nomic-embed do. The local config is left as it is; the uploaded
-copy is rewritten.
+`auto_map` and `custom_pipelines`), as jina-clip and nomic-embed do. The card then also pins `code_revision=`. The
+local config is left as it is; the uploaded copy is rewritten.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import fnmatch
 import hashlib
 import json
 import os
+import re
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,16 +52,26 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
 from .cards import EVAL_RESULTS_FILE, CardError, check_model_card, load_eval_results, render_model_card
+from .redaction import REDACTED_FILES, RedactionError, local_path_leaks, local_roots, redact_file
 
-CODE_FILES = ("configuration_agqg.py", "modeling_agqg.py", "pipeline_agqg.py")  # at least; see `code_files`
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+CODE_FILES = ("configuration_agqg.py", "modeling_agqg.py", "pipeline_agqg.py")  # at least; see `plan_upload`
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-TOKENIZER_FILES = ("tokenizer_config.json",)
-# Local artefacts that are not part of a published model (training checkpoints, logs, caches).
-DEFAULT_EXCLUDES = (
-    ".git/*", "*/__pycache__/*", "__pycache__/*", "*.pyc", ".cache/*", ".ipynb_checkpoints/*",
-    "checkpoint*/*", "checkpoints/*", "runs/*", "logs/*", "*.lock",
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+    "merges.txt", "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "chat_template.jinja",
+    "chat_template.json",
 )  # fmt: skip
+# Published when present: the card, the measured numbers, and the resolved training options (redacted).
+OPTIONAL_FILES = ("generation_config.json", CARD_FILE, EVAL_RESULTS_FILE, "train_config.yaml")
+# Never read for the local-path check: weights are binary, and large.
+_NOT_TEXT_SUFFIXES = (".safetensors", ".bin", ".model")
+_UNKNOWN_FILE = "not a file a model repository needs"
+# The commit a card pins: revision="<sha>" (not code_revision="<sha>").
+_PINNED_REVISION = re.compile(r'(?<![\w])revision="([0-9a-f]{40})"')
 
 
 class ModelFolderError(ValueError):
@@ -69,19 +96,32 @@ class PushReport:
     unchanged: list[str] = field(default_factory=list)  # already identical on the Hub
     not_uploaded: list[str] = field(default_factory=list)  # after a failure: missing or outdated on the Hub
     remote_only: list[str] = field(default_factory=list)  # on the Hub but not in the folder (left as they are)
-    commit_url: str | None = None
+    left_out: list[str] = field(default_factory=list)  # "NAME: reason" for every file of the folder not published
+    redacted: list[str] = field(default_factory=list)  # "FILE: field, field" where local paths were replaced
+    commit_url: str | None = None  # the last commit this push made
     commit_oid: str | None = None
+    pinned_revision: str | None = None  # the commit with the model's files, which the card's examples pin
     code_repo: str | None = None
+    code_revision: str | None = None
     error: str | None = None
 
     def summary(self) -> str:
         lines = [f"{self.repo_id}@{self.revision}: {len(self.uploaded)} uploaded, {len(self.unchanged)} unchanged"]
         if self.commit_url:
             lines.append(f"commit: {self.commit_url}")
+        if self.pinned_revision:
+            lines.append(f"card examples pin revision {self.pinned_revision} (the commit with the code and weights)")
         if self.code_repo:
-            lines.append(f"remote code served from {self.code_repo}")
+            pinned = f" at {self.code_revision}" if self.code_revision else ""
+            lines.append(f"remote code served from {self.code_repo}{pinned}")
         if self.remote_only:
             lines.append(f"on the Hub but not in the folder (kept): {', '.join(self.remote_only)}")
+        if self.redacted:
+            lines.append(f"local paths replaced by '<local path>/NAME' in the uploaded copies ({len(self.redacted)}):")
+            lines.extend(f"  {entry}" for entry in self.redacted)
+        if self.left_out:
+            lines.append(f"left out ({len(self.left_out)}):")
+            lines.extend(f"  {entry}" for entry in self.left_out)
         if self.error:
             lines.append(f"FAILED: {self.error}")
             lines.append(f"not on the Hub ({len(self.not_uploaded)}): {', '.join(self.not_uploaded) or '-'}")
@@ -90,58 +130,159 @@ class PushReport:
 
 
 # ---------------------------------------------------------------------------------------------
-# Folder checks and the files to upload
+# The files to upload
 # ---------------------------------------------------------------------------------------------
 
 
-def check_model_folder(model_dir: str | os.PathLike) -> dict[str, Any]:
-    """Checks that `model_dir` is a complete saved AGQG folder and returns its config.
+@dataclass
+class UploadPlan:
+    """What a push of a folder publishes (see `plan_upload`)."""
+
+    files: dict[str, Path]  # repository path -> the local file it is read from (inside the folder)
+    code_files: list[str]  # the remote-code modules among `files`
+    left_out: list[tuple[str, str]]  # (name, reason) for every top-level entry of the folder not published
+    config: dict[str, Any]  # config.json, as saved
+
+
+def plan_upload(model_dir: str | os.PathLike, exclude: Iterable[str] = ()) -> UploadPlan:
+    """Checks that `model_dir` is a complete saved AGQG folder and chooses the files to publish (module docstring).
 
     Required: `config.json` of model_type "agqg" with `auto_map` (AutoConfig, AutoModel) and the "image-quality"
-    entry of `custom_pipelines`, the code files (`CODE_FILES` and every module those references name),
-    `model.safetensors` (or a sharded index), and
-    `preprocessor_config.json` (or `processor_config.json`). Tokenizer files are needed only for
-    generation-prompt (alignment) scoring; their absence is reported by `missing_tokenizer`.
+    entry of `custom_pipelines`; the code files (`CODE_FILES`, every module those references name and every sibling
+    module they import); `model.safetensors`, or a sharded index and all its shards; `preprocessor_config.json` (or
+    `processor_config.json`). Tokenizer files are needed only for generation-prompt (alignment) scoring; their absence
+    is reported by `missing_tokenizer`.
+
+    Args:
+        model_dir: The folder written by `save_pretrained` (and training).
+        exclude: Glob patterns of top-level names to leave out as well.
 
     Raises:
-        ModelFolderError: naming the folder and every missing file or config field.
+        ModelFolderError: naming the folder and every missing (or unusable) file or config field.
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelFolderError(f"{model_dir}: not a folder")
-    problems = [name for name in CODE_FILES if not (model_dir / name).is_file()]
-    if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
-        problems.append("model.safetensors")
-    if not any((model_dir / name).is_file() for name in PROCESSOR_FILES):
-        problems.append("preprocessor_config.json")
+    usable, unusable = _scan_folder(model_dir, tuple(exclude))
+
+    def absent(name: str, why: str = "") -> str:
+        return f"{name} ({unusable.get(name, 'missing')}{why})"
+
+    problems: list[str] = []
     config: dict[str, Any] = {}
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
-        problems.append("config.json")
+    if CONFIG_FILE in usable:
+        config = _read_json_object(usable[CONFIG_FILE], model_dir / CONFIG_FILE)
+        problems += _config_problems(config)
     else:
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ModelFolderError(f"{config_path}: not valid JSON ({error})") from error
-        if config.get("model_type") != "agqg":
-            problems.append(f"config.json: model_type is {config.get('model_type')!r}, expected 'agqg'")
-        auto_map = config.get("auto_map") or {}
-        for key in ("AutoConfig", "AutoModel"):
-            if key not in auto_map:
-                problems.append(f"config.json: auto_map has no {key}")
-        if "image-quality" not in (config.get("custom_pipelines") or {}):
-            problems.append("config.json: custom_pipelines has no 'image-quality' entry")
-        problems.extend(
-            f"{module}.py (named in config.json)"
-            for module in sorted(_referenced_modules(config))
-            if not (model_dir / f"{module}.py").is_file() and f"{module}.py" not in CODE_FILES
-        )
+        problems.append(absent(CONFIG_FILE))
+
+    code_files, code_problems = _remote_code_files(model_dir, config, usable, absent)
+    problems += code_problems
+    weight_files: list[str] = []
+    if WEIGHTS_INDEX_FILE in usable:
+        index = _read_json_object(usable[WEIGHTS_INDEX_FILE], model_dir / WEIGHTS_INDEX_FILE)
+        shards = sorted({str(s) for s in (index.get("weight_map") or {}).values()})
+        problems += [absent(s, f", named in {WEIGHTS_INDEX_FILE}") for s in shards if s not in usable]
+        weight_files += [WEIGHTS_INDEX_FILE, *(s for s in shards if s in usable)]
+    if WEIGHTS_FILE in usable:
+        weight_files.append(WEIGHTS_FILE)
+    elif WEIGHTS_INDEX_FILE not in usable:
+        problems.append(absent(WEIGHTS_FILE))
+    if not any(name in usable for name in PROCESSOR_FILES):
+        problems.append(absent(PROCESSOR_FILES[0]))
     if problems:
         raise ModelFolderError(
             f"{model_dir} is not a complete AGQG model folder (save it with model.save_pretrained): "
             + "; ".join(problems)
         )
-    return config
+
+    wanted = [CONFIG_FILE, *code_files, *weight_files, *PROCESSOR_FILES, *TOKENIZER_FILES, *OPTIONAL_FILES]
+    files = {name: usable[name] for name in dict.fromkeys(wanted) if name in usable}
+    left_out = list(unusable.items())
+    left_out += [
+        (name, "a Python file not imported by the remote code" if name.endswith(".py") else _UNKNOWN_FILE)
+        for name in usable
+        if name not in files
+    ]
+    return UploadPlan(files=files, code_files=code_files, left_out=sorted(left_out), config=config)
+
+
+def check_model_folder(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """Checks that `model_dir` is a complete saved AGQG folder (see `plan_upload`) and returns its config.
+
+    Raises:
+        ModelFolderError: naming the folder and every missing file or config field.
+    """
+    return plan_upload(model_dir).config
+
+
+def _scan_folder(model_dir: Path, exclude: tuple[str, ...]) -> tuple[dict[str, Path], dict[str, str]]:
+    """The folder's top-level entries: `({name: file to read}, {name: why it cannot be published})`.
+
+    Only top-level regular files can be published; a symlink is followed only to a file inside the folder (its
+    content is what goes up), never out of it, so a link cannot smuggle a file from elsewhere onto the Hub."""
+    root = model_dir.resolve()
+    usable: dict[str, Path] = {}
+    unusable: dict[str, str] = {}
+    for entry in sorted(model_dir.iterdir(), key=lambda path: path.name):
+        name = entry.name
+        pattern = next((p for p in exclude if fnmatch.fnmatch(name, p)), None)
+        if name.startswith("."):
+            unusable[name] = "hidden; dotfiles and dot-folders are never published"
+        elif pattern is not None:
+            unusable[name] = f"matches --exclude {pattern}"
+        elif entry.is_symlink():
+            target = entry.resolve()
+            if not target.is_relative_to(root):
+                unusable[name] = f"a symlink to {'a file ' if target.is_file() else ''}outside the folder"
+            elif any(part.startswith(".") for part in target.relative_to(root).parts):
+                unusable[name] = "a symlink to a hidden file"
+            elif not target.is_file():
+                unusable[name] = "a symlink to a folder" if target.is_dir() else "a broken symlink"
+            else:
+                usable[name] = target
+        elif entry.is_dir():
+            unusable[name] = "a folder; a model repository holds only the folder's top-level files"
+        elif not entry.is_file():
+            unusable[name] = "not a regular file"
+        else:
+            usable[name] = entry
+    return usable, unusable
+
+
+def _config_problems(config: dict[str, Any]) -> list[str]:
+    problems = []
+    if config.get("model_type") != "agqg":
+        problems.append(f"config.json: model_type is {config.get('model_type')!r}, expected 'agqg'")
+    auto_map = config.get("auto_map") or {}
+    problems += [f"config.json: auto_map has no {key}" for key in ("AutoConfig", "AutoModel") if key not in auto_map]
+    if "image-quality" not in (config.get("custom_pipelines") or {}):
+        problems.append("config.json: custom_pipelines has no 'image-quality' entry")
+    return problems
+
+
+def _remote_code_files(
+    model_dir: Path, config: dict[str, Any], usable: dict[str, Path], absent: Callable[..., str]
+) -> tuple[list[str], list[str]]:
+    """(the remote-code modules to publish, problems): `CODE_FILES`, the modules `config` names, and every sibling
+    module they import, followed transitively through the modules that are there."""
+    reasons = {name: "" for name in CODE_FILES}
+    reasons.update({f"{module}.py": ", named in config.json" for module in sorted(_referenced_modules(config))})
+    pending = list(reasons)
+    found: list[str] = []
+    problems: list[str] = []
+    while pending:
+        name = pending.pop(0)
+        if name in found:
+            continue
+        if name not in usable:
+            problems.append(absent(name, reasons.get(name, "")))
+            continue
+        found.append(name)
+        for imported in _relative_imports(usable[name], model_dir / name):
+            reasons.setdefault(imported, f", imported by {name}")
+            pending.append(imported)
+    return sorted(found), problems
 
 
 def _referenced_modules(config: dict[str, Any]) -> set[str]:
@@ -152,10 +293,33 @@ def _referenced_modules(config: dict[str, Any]) -> set[str]:
     return {ref.rsplit(".", 1)[0] for ref in flat if "--" not in ref and "." in ref}
 
 
+def _relative_imports(path: Path, shown_as: Path) -> list[str]:
+    """The sibling modules a remote-code file imports (`from .x import ...`, `from . import x`), as file names.
+
+    transformers fetches exactly these from the repository, so they must be published; a deeper relative import
+    (`from ..x`, `from .x.y`) cannot work as remote code and is refused."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(shown_as))
+    except (SyntaxError, ValueError) as error:
+        raise ModelFolderError(f"{shown_as}: not valid Python ({error})") from error
+    modules: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom) or node.level == 0:
+            continue
+        spelled = "." * node.level + (node.module or "")
+        if node.level > 1 or (node.module and "." in node.module):
+            raise ModelFolderError(
+                f"{shown_as}: `from {spelled} import` is not a sibling module; remote code can import only modules "
+                "next to it"
+            )
+        modules += [f"{node.module}.py"] if node.module else [f"{alias.name}.py" for alias in node.names]
+    return modules
+
+
 def code_files(model_dir: str | os.PathLike) -> list[str]:
-    """The remote-code files of a folder: every top-level `.py` file (the modules `auto_map` names and the sibling
-    modules they import, which transformers fetches from the same repository)."""
-    return sorted(path.name for path in Path(model_dir).glob("*.py") if path.is_file())
+    """The remote-code files a push publishes: the modules `auto_map`/`custom_pipelines` name and the sibling modules
+    they import, transitively (transformers fetches those from the same repository)."""
+    return plan_upload(model_dir).code_files
 
 
 def missing_tokenizer(model_dir: str | os.PathLike) -> bool:
@@ -165,14 +329,14 @@ def missing_tokenizer(model_dir: str | os.PathLike) -> bool:
     return not ((model_dir / "tokenizer_config.json").is_file() and has_vocab)
 
 
-def _folder_files(model_dir: Path, excludes: Iterable[str]) -> list[str]:
-    patterns = [*DEFAULT_EXCLUDES, *excludes]
-    files = []
-    for path in sorted(model_dir.rglob("*")):
-        relative = path.relative_to(model_dir).as_posix()
-        if path.is_file() and not any(fnmatch.fnmatch(relative, p) for p in patterns):
-            files.append(relative)
-    return files
+def _read_json_object(path: Path, shown_as: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFolderError(f"{shown_as}: not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise ModelFolderError(f"{shown_as}: expected a JSON object")
+    return data
 
 
 def code_repo_config(config: dict[str, Any], code_repo: str) -> dict[str, Any]:
@@ -191,6 +355,49 @@ def code_repo_config(config: dict[str, Any], code_repo: str) -> dict[str, Any]:
     for task in (config.get("custom_pipelines") or {}).values():
         task["impl"] = point(task["impl"])
     return config
+
+
+# ---------------------------------------------------------------------------------------------
+# The contents to upload: redacted metadata, checked for local paths
+# ---------------------------------------------------------------------------------------------
+
+
+def _public_contents(model_dir: Path, plan: UploadPlan) -> tuple[dict[str, Path | bytes], dict[str, dict[str, str]]]:
+    """`(contents, redactions)`: what to upload for each planned file (the file itself, or the redacted bytes of a
+    metadata file that held local paths) and, per redacted file, `{field: original value}`."""
+    contents: dict[str, Path | bytes] = dict(plan.files)
+    redactions: dict[str, dict[str, str]] = {}
+    for name, path in plan.files.items():
+        if name not in REDACTED_FILES:
+            continue
+        try:
+            public, redacted = redact_file(name, path.read_bytes())
+        except RedactionError as error:
+            raise ModelFolderError(f"{model_dir / name}: {str(error).removeprefix(name + ': ')}") from error
+        if redacted:
+            contents[name], redactions[name] = public, redacted
+    return contents, redactions
+
+
+def _refuse_local_paths(contents: dict[str, Path | bytes], local_paths: set[str]) -> None:
+    """Refuses an upload in which a text file still holds a local path (a user-written card, a code file, ...).
+
+    Raises:
+        ModelFolderError: naming the file and the path.
+    """
+    for name, source in sorted(contents.items()):
+        if name.endswith(_NOT_TEXT_SUFFIXES):
+            continue
+        try:
+            text = (source if isinstance(source, bytes) else source.read_bytes()).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        leaks = local_path_leaks(text, local_paths)
+        if leaks:
+            raise ModelFolderError(
+                f"{name} contains the local path {leaks[0]}: remove it from the file (or leave the file out with "
+                "--exclude; for README.md, --regenerate-card writes a card without it)"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +425,8 @@ def _file_digests(content_source: Path | bytes) -> tuple[str, str, int]:
 
 
 def _remote_files(api: HfApi, repo_id: str, revision: str, token: str | None) -> dict[str, Any]:
-    """`{path: RepoFile}` at `revision`; empty when the repository or branch does not exist yet."""
+    """`{path: RepoFile}` at `revision` (a branch or a commit); empty when the repository or revision does not
+    exist (yet)."""
     try:
         entries = api.list_repo_tree(repo_id, revision=revision, recursive=True, token=token)
         return {entry.path: entry for entry in entries if hasattr(entry, "blob_id")}
@@ -256,77 +464,112 @@ def push(
     regenerate_card: bool = False,
     exclude: Iterable[str] = (),
 ) -> PushReport:
-    """Publishes a saved AGQG model folder as one commit (see the module docstring).
+    """Publishes a saved AGQG model folder (see the module docstring): its files in one commit, then the generated
+    card, pinned to that commit, in a second one.
 
     Args:
         model_dir: The folder written by `model.save_pretrained` (and training, which adds `eval_results.json`).
         repo_id: Target model repository, `"namespace/name"`; created when missing.
         private: Create the repository as private (an existing repository keeps its visibility).
         revision: Branch to commit to; created from `main` when missing. Default `main`.
-        commit_message: Commit title. Default "Upload AGQG model".
+        commit_message: Title of the commit of the model's files. Default "Upload AGQG model".
         code_repo: Serve the remote code from this repository (created when missing) instead of the weights
             repository.
         token: Hub token; default the logged-in one (`HF_TOKEN` or `hf auth login`).
         endpoint: Hub endpoint; default `HF_ENDPOINT` or https://huggingface.co.
         license: Licence id written into a generated card.
-        regenerate_card: Render the card even when the folder has a `README.md` (else that file is uploaded as is).
-        exclude: Extra glob patterns (relative paths) to leave out, on top of `DEFAULT_EXCLUDES`.
+        regenerate_card: Render the card even when the folder has a `README.md` (else that file is uploaded as is,
+            unpinned).
+        exclude: Glob patterns of top-level names to leave out as well (only files a repository needs are published
+            in any case).
 
     Returns:
-        A `PushReport` of what was uploaded and what was already there.
+        A `PushReport` of what was uploaded, left out, redacted and pinned.
 
     Raises:
-        ModelFolderError: the folder is incomplete (nothing is uploaded).
-        CardError: the card or `eval_results.json` is invalid (nothing is uploaded).
+        ModelFolderError: the folder is incomplete or a file would publish a local path (nothing is created).
+        CardError: the card or `eval_results.json` is invalid, or the Hub refuses the card (nothing is created).
         PushError: the upload failed or was interrupted; `error.report.not_uploaded` lists what is not on the Hub.
     """
     model_dir = Path(model_dir)
-    config = check_model_folder(model_dir)
+    plan = plan_upload(model_dir, exclude)
     revision = revision or "main"
     api = HfApi(endpoint=endpoint, token=token)
-    if (model_dir / EVAL_RESULTS_FILE).is_file():
+    eval_results = None
+    if EVAL_RESULTS_FILE in plan.files:
         load_eval_results(model_dir / EVAL_RESULTS_FILE)  # fail before any upload, naming the bad field
+    contents, redactions = _public_contents(model_dir, plan)
+    if EVAL_RESULTS_FILE in contents:
+        eval_results = json.loads(_read(contents[EVAL_RESULTS_FILE]))  # the redacted copy: the card shows no path
 
-    # Contents to upload: path -> local file, or bytes for the generated card and a rewritten config.
-    contents: dict[str, Path | bytes] = {name: model_dir / name for name in _folder_files(model_dir, exclude)}
-    if regenerate_card or "README.md" not in contents:
-        card = render_model_card(model_dir, repo_id=repo_id, license=license, code_repo=code_repo)
-        contents["README.md"] = str(card).encode()
+    generated_card = regenerate_card or CARD_FILE not in contents
+    if generated_card:
+        contents.pop(CARD_FILE, None)
+
+        def card_for(pinned: str | None, code_pinned: str | None) -> bytes:
+            card = render_model_card(
+                model_dir,
+                repo_id=repo_id,
+                license=license,
+                code_repo=code_repo,
+                eval_results=eval_results,
+                revision=pinned,
+                code_revision=code_pinned,
+            )
+            return str(card).encode()
+
+        card = card_for(None, None)  # checked offline by render_model_card; the pinned one differs only in the sha
     else:
-        check_model_card((model_dir / "README.md").read_text(encoding="utf-8"), require_agqg_fields=False)
+        card = _read(contents[CARD_FILE])
+        try:
+            check_model_card(card.decode("utf-8"), require_agqg_fields=False)
+        except (CardError, UnicodeDecodeError) as error:
+            raise CardError(f"{model_dir / CARD_FILE}: {error}") from error
+    originals = [value for fields in redactions.values() for value in fields.values()]
+    _refuse_local_paths({**contents, CARD_FILE: card}, local_roots(model_dir, originals))
     if code_repo is not None:
-        for name in code_files(model_dir):
-            contents.pop(name, None)
-        contents["config.json"] = (json.dumps(code_repo_config(config, code_repo), indent=2) + "\n").encode()
+        code = {name: contents.pop(name) for name in plan.code_files}
+        config = json.loads(_read(contents[CONFIG_FILE]))
+        contents[CONFIG_FILE] = (json.dumps(code_repo_config(config, code_repo), indent=2) + "\n").encode()
 
     report = PushReport(repo_id=repo_id, revision=revision, code_repo=code_repo)
+    report.left_out = [f"{name}: {reason}" for name, reason in plan.left_out]
+    report.redacted = [f"{name}: {', '.join(fields)}" for name, fields in sorted(redactions.items())]
     digests = {path: _file_digests(source) for path, source in contents.items()}
     try:
+        _validate_card_on_hub(api, card, model_dir / CARD_FILE if not generated_card else "the generated README.md")
         if code_repo is not None:
-            _push_code(api, code_repo, model_dir, private=private, token=token)
+            report.code_revision = _push_code(api, code_repo, code, private=private, token=token)
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model", token=token)
         if revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
         remote = _remote_files(api, repo_id, revision, token)
-        report.unchanged = sorted(p for p in contents if _matches(remote.get(p), digests[p]))
-        report.remote_only = sorted(set(remote) - set(contents) - {".gitattributes"})
-        to_upload = sorted(p for p in contents if p not in report.unchanged)
-        if to_upload:
-            operations = [
-                CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(contents[path])) for path in to_upload
-            ]
-            info = api.create_commit(
-                repo_id,
-                operations=operations,
-                commit_message=commit_message or "Upload AGQG model",
-                revision=revision,
-                token=token,
+        published = set(contents) | {CARD_FILE}
+        report.remote_only = sorted(set(remote) - published - {".gitattributes"})
+        changed = sorted(p for p in contents if not _matches(remote.get(p), digests[p]))
+        report.unchanged = sorted(set(contents) - set(changed))
+        model_commit = None
+        if changed:
+            model_commit = _commit(api, repo_id, revision, changed, contents, commit_message, token)
+            report.commit_url, report.commit_oid, report.uploaded = model_commit.commit_url, model_commit.oid, changed
+        if generated_card:
+            report.pinned_revision = (
+                model_commit.oid if model_commit else _pinned_commit(api, repo_id, revision, token, remote, digests)
             )
-            report.commit_url, report.commit_oid = info.commit_url, info.oid
-        report.uploaded = to_upload
+            card = card_for(report.pinned_revision, report.code_revision)
+            contents[CARD_FILE], digests[CARD_FILE] = card, _file_digests(card)
+            if _matches(remote.get(CARD_FILE), digests[CARD_FILE]):
+                report.unchanged = sorted([*report.unchanged, CARD_FILE])
+            else:
+                message = f"{commit_message or 'Upload AGQG model'}: model card, examples pin {report.pinned_revision}"
+                info = _commit(api, repo_id, revision, [CARD_FILE], contents, message, token, parent=model_commit)
+                report.commit_url, report.commit_oid = info.commit_url, info.oid
+                report.uploaded = sorted([*report.uploaded, CARD_FILE])
+    except CardError:
+        raise
     except BaseException as error:  # also Ctrl-C: say what did not go up, then let it propagate
         report.error = " ".join(f"{type(error).__name__}: {error}".split())[:1000]
-        report.not_uploaded = _not_uploaded(api, repo_id, revision, token, digests)
+        report.not_uploaded = _not_uploaded(api, repo_id, revision, token, {**digests, CARD_FILE: _file_digests(card)})
         if isinstance(error, Exception):
             raise PushError(report.summary(), report) from error
         print(report.summary(), file=sys.stderr)
@@ -339,6 +582,71 @@ def push(
         report.error, report.not_uploaded = "the Hub does not hold the pushed content", mismatched
         raise PushError(report.summary(), report)
     return report
+
+
+def _read(source: Path | bytes) -> bytes:
+    return source if isinstance(source, bytes) else source.read_bytes()
+
+
+def _commit(
+    api: HfApi,
+    repo_id: str,
+    revision: str,
+    paths: list[str],
+    contents: dict[str, Path | bytes],
+    commit_message: str | None,
+    token: str | None,
+    parent: Any = None,
+) -> Any:
+    """Commits `paths` in one commit (on top of `parent`, the commit just made, when given) and returns its info."""
+    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=_source(contents[path])) for path in paths]
+    return api.create_commit(
+        repo_id,
+        operations=operations,
+        commit_message=commit_message or "Upload AGQG model",
+        revision=revision,
+        token=token,
+        parent_commit=parent.oid if parent is not None else None,
+    )
+
+
+def _pinned_commit(
+    api: HfApi, repo_id: str, revision: str, token: str | None, remote: dict[str, Any], digests: dict[str, Any]
+) -> str:
+    """The commit a card should pin when the model's files are already on the Hub (nothing new was committed):
+    the commit that the card on the Hub pins, if it still holds exactly these files (so an unchanged folder makes no
+    new commit), else the branch head (which holds them, as this push found)."""
+    head = api.repo_info(repo_id, revision=revision, token=token).sha
+    if CARD_FILE not in remote:
+        return head
+    with tempfile.TemporaryDirectory() as folder:
+        card_path = api.hf_hub_download(repo_id, CARD_FILE, revision=head, token=token, local_dir=folder)
+        match = _PINNED_REVISION.search(Path(card_path).read_text(encoding="utf-8", errors="replace"))
+    if match is None or match.group(1) == head:
+        return head
+    at_pin = _remote_files(api, repo_id, match.group(1), token)
+    same = all(_matches(at_pin.get(path), digest) for path, digest in digests.items() if path != CARD_FILE)
+    return match.group(1) if same else head
+
+
+def _validate_card_on_hub(api: HfApi, card: bytes, shown_as: str | os.PathLike) -> None:
+    """Asks the Hub whether it accepts the card's metadata (`POST /api/validate-yaml`, what `ModelCard.validate`
+    calls, here at this push's endpoint). It creates nothing, so a refused card leaves no empty repository behind.
+
+    Raises:
+        CardError: the Hub refuses the metadata (the message is the Hub's, on one line).
+        HfHubHTTPError: the Hub could not be asked.
+    """
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    response = get_session().post(
+        f"{api.endpoint}/api/validate-yaml",
+        json={"repoType": "model", "content": card.decode("utf-8", errors="replace")},
+        headers={"Accept": "text/plain"},
+    )
+    if response.status_code == 400:
+        raise CardError(f"{shown_as}: the Hub refuses the card's metadata: {' '.join(response.text.split())}")
+    hf_raise_for_status(response)
 
 
 def push_dataset(
@@ -392,13 +700,15 @@ def _not_uploaded(
     return sorted(p for p, d in digests.items() if not _matches(remote.get(p), d))
 
 
-def _push_code(api: HfApi, code_repo: str, model_dir: Path, *, private: bool, token: str | None) -> None:
-    """Uploads the code files to the code repository (unchanged files are skipped by the Hub client)."""
+def _push_code(api: HfApi, code_repo: str, code: dict[str, Path | bytes], *, private: bool, token: str | None) -> str:
+    """Uploads the code files that differ to the code repository's `main` and returns the commit that holds them
+    (the new commit, or the head when the Hub already had them), which the card pins as `code_revision`."""
     api.create_repo(code_repo, private=private, exist_ok=True, repo_type="model", token=token)
-    operations = [
-        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(model_dir / name)) for name in code_files(model_dir)
-    ]
-    api.create_commit(code_repo, operations=operations, commit_message="Upload AGQG remote code", token=token)
+    remote = _remote_files(api, code_repo, "main", token)
+    changed = sorted(name for name, source in code.items() if not _matches(remote.get(name), _file_digests(source)))
+    if changed:
+        return _commit(api, code_repo, "main", changed, code, "Upload AGQG remote code", token).oid
+    return api.repo_info(code_repo, revision="main", token=token).sha
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,10 +722,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "push",
         help="publish a saved model folder to the Hugging Face Hub",
         description=(
-            "Uploads a saved AGQG model folder (config, remote code, weights, image processor, tokenizer, model card, "
-            "eval_results.json) to a Hub model repository in one commit. A failed upload commits nothing and lists "
-            "the files that are not on the Hub; run the same command again to finish it. Uses HF_TOKEN / "
-            "`hf auth login` and HF_ENDPOINT."
+            "Uploads the files a model repository needs from a saved AGQG folder (config, remote code and the modules "
+            "it imports, weights, image processor, tokenizer, model card, eval_results.json, train_config.yaml) in "
+            "one commit, then the generated model card, whose examples pin that commit, in a second one. Dotfiles, "
+            "folders, unknown files and symlinks to outside the folder are left out and listed; local paths in the "
+            "metadata are replaced by '<local path>/NAME'. The card is validated before anything is created. A "
+            "failed upload lists the files that are not on the Hub; run the same command again to finish it. Uses "
+            "HF_TOKEN / `hf auth login` and HF_ENDPOINT."
         ),
     )
     parser.add_argument("model_dir", type=Path, help="folder written by save_pretrained / training")
@@ -430,7 +743,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--license", default="apache-2.0", help="licence id of the weights for a generated card")
     parser.add_argument("--regenerate-card", action="store_true", help="render README.md even if the folder has one")
-    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave out matching files")
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB", help="also leave out top-level files matching GLOB"
+    )
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     parser.set_defaults(func=_run_push)
     return parser

@@ -6,6 +6,8 @@ and its sibling files, and it never touches the network.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from transformers import CLIPConfig, PretrainedConfig
@@ -24,6 +26,39 @@ GRADINGS = ("agqg", "softmax")
 PROMPT_LEARNING_METHODS = ("coop", "maple")
 LOSS_TYPES = ("l1", "mse")
 ABILITY_SOURCES = ("similarities", "embedding", "both")
+
+# What a saved config records instead of a local folder in `_name_or_path`: the folder's base name behind this marker
+# ("<local path>/clip-vit-b16"), so a published config says a local checkpoint was used without saying where it lived.
+LOCAL_PATH_MARKER = "<local path>"
+# A Hub repository id: "name" (legacy canonical models) or "owner/name".
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+
+
+def is_hub_id(name_or_path: str) -> bool:
+    """Whether `name_or_path` is a Hub repository id ("name" or "owner/name") and not a path on this machine."""
+    return bool(_HUB_ID.match(name_or_path)) and ".." not in name_or_path and not os.path.exists(name_or_path)
+
+
+def redacted_local_path(path: str) -> str:
+    """`"<local path>/NAME"` for a local path (NAME its base name); just the marker for the home folder, a folder
+    above it or a root, whose base name would only say who the user is. Already redacted values stay as they are."""
+    if path.startswith(LOCAL_PATH_MARKER):
+        return path
+    without_scheme = path[len("file://") :] if path.startswith("file://") else path
+    name = re.split(r"[\\/]", without_scheme.rstrip("\\/"))[-1]
+    home = os.path.realpath(os.path.expanduser("~"))
+    resolved = os.path.realpath(os.path.expanduser(without_scheme)) if without_scheme else ""
+    if not name or name == "~" or not resolved or home == resolved or home.startswith(resolved.rstrip(os.sep) + os.sep):
+        return LOCAL_PATH_MARKER
+    return f"{LOCAL_PATH_MARKER}/{name}"
+
+
+def public_name_or_path(name_or_path: str) -> str:
+    """The value a saved config records for `_name_or_path`: a Hub id as it is, a local path redacted (see
+    `redacted_local_path`), the empty default as it is."""
+    if not name_or_path or is_hub_id(name_or_path):
+        return name_or_path
+    return redacted_local_path(name_or_path)
 
 
 class AGQGConfig(PretrainedConfig):
@@ -232,9 +267,13 @@ class AGQGConfig(PretrainedConfig):
         self.context_placeholder = context_placeholder
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a dict, with every `_name_or_path` (this config's and the nested CLIP configs') made
+        public: a Hub id is kept, a local folder becomes "<local path>/NAME" (see `public_name_or_path`), so a saved
+        or published config.json never records this machine's folders. The attributes themselves are unchanged."""
         output = super().to_dict()
         if isinstance(self.clip_config, PretrainedConfig):
             output["clip_config"] = self.clip_config.to_dict()
+        _make_names_public(output)
         return output
 
 
@@ -250,6 +289,15 @@ def _without_dtype(config: dict[str, Any]) -> dict[str, Any]:
             continue
         cleaned[key] = _without_dtype(value) if isinstance(value, dict) and key.endswith("_config") else value
     return cleaned
+
+
+def _make_names_public(config_dict: dict[str, Any]) -> None:
+    """Replaces, in place and at every nesting level, `_name_or_path` values by `public_name_or_path` of them."""
+    for key, value in config_dict.items():
+        if key == "_name_or_path" and isinstance(value, str):
+            config_dict[key] = public_name_or_path(value)
+        elif isinstance(value, dict):
+            _make_names_public(value)
 
 
 AGQGConfig.register_for_auto_class()

@@ -22,6 +22,7 @@ from hub_cards import (
     render_model_card,
     write_model_card,
 )
+from hub_cards.cards import BaseModelSource, base_model_source
 
 REAL_RESULTS = {
     "model_name": "agqg-clip-b16-agiqa3k",
@@ -177,6 +178,64 @@ def test_base_model_comes_from_the_clip_checkpoint_when_it_is_a_hub_id(tmp_path:
     assert model_card_data({"clip_config": {"_name_or_path": str(local_folder)}}, None).base_model is None
     assert model_card_data({"clip_config": {"_name_or_path": ""}}, None).base_model is None
     assert model_card_data(hub_source, None, base_model="org/other").base_model == "org/other"
+
+
+def test_base_model_source_records_only_hub_ids_and_names_local_checkpoints_by_folder(tmp_path: Path) -> None:
+    local_folder = tmp_path / "clip-vit-b16"
+    local_folder.mkdir()
+    hub_id = "openai/clip-vit-base-patch16"
+    cases = [
+        ({"base_model": hub_id}, {}, BaseModelSource(hub_id=hub_id)),
+        ({"base_model": str(local_folder)}, {}, BaseModelSource(local_name="clip-vit-b16")),
+        ({"base_model": None}, {"_name_or_path": str(local_folder)}, BaseModelSource(local_name="clip-vit-b16")),
+        (
+            {"base_model": None},
+            {"_name_or_path": "<local path>/clip-vit-b16"},
+            BaseModelSource(local_name="clip-vit-b16"),
+        ),
+        ({"base_model": None}, {"_name_or_path": hub_id}, BaseModelSource(hub_id=hub_id)),
+        ({"base_model": None}, {"_name_or_path": ""}, BaseModelSource()),  # a CLIP built in code: from scratch
+        ({"base_model": "tiny"}, {}, BaseModelSource(local_name="tiny")),  # not an owner/name id
+    ]
+    for eval_results, clip_config, expected in cases:
+        assert base_model_source({"clip_config": clip_config}, eval_results) == expected, (eval_results, clip_config)
+    with pytest.raises(CardError, match="not a Hub model id"):
+        base_model_source({}, None, base_model=str(local_folder))
+
+
+def test_card_of_a_model_from_a_local_clip_folder_says_so_without_the_path(tokenizer, tmp_path: Path) -> None:
+    clip_folder = tmp_path / "checkpoints" / "clip-local"
+    results = {**REAL_RESULTS, "base_model": str(clip_folder)}  # what training writes for --clip <folder>
+    card = render_model_card(_saved(tokenizer, tmp_path / "model", results), repo_id="someone/from-local")
+    assert card.data.base_model is None
+    assert "initialised from a local CLIP checkpoint (`clip-local`) that is not on the Hub" in card.text
+    assert "trained from scratch" not in card.text and str(tmp_path) not in str(card)
+    assert validate_card_metadata(str(card), "model") == []
+
+
+def test_check_model_card_refuses_a_local_path_as_base_model(tmp_path: Path) -> None:
+    with pytest.raises(CardError, match="'base_model' must name Hub models"):
+        check_model_card(f"---\nlicense: mit\nbase_model: {tmp_path}\n---\n# m\n", require_agqg_fields=False)
+    with pytest.raises(CardError, match="'base_model'"):
+        check_model_card("---\nbase_model: [openai/clip-vit-base-patch16, ./clip]\n---\n", require_agqg_fields=False)
+    check_model_card("---\nbase_model: openai/clip-vit-base-patch16\n---\n# m\n", require_agqg_fields=False)
+
+
+def test_card_examples_pin_the_given_commits(tokenizer, tmp_path: Path) -> None:
+    folder = _saved(tokenizer, tmp_path / "model", SYNTHETIC_RESULTS)
+    model_sha, code_sha = "1" * 40, "2" * 40
+    pinned = render_model_card(folder, repo_id="someone/pinned", revision=model_sha).text
+    assert f'AutoModel.from_pretrained("someone/pinned", trust_remote_code=True, revision="{model_sha}")' in pinned
+    assert (
+        f'pipeline("image-quality", model="someone/pinned", trust_remote_code=True, revision="{model_sha}")' in pinned
+    )
+    assert 'revision="main"' not in pinned
+    both = render_model_card(
+        folder, repo_id="someone/w", code_repo="someone/code", revision=model_sha, code_revision=code_sha
+    ).text
+    assert f'revision="{model_sha}", code_revision="{code_sha}"' in both
+    unpinned = render_model_card(folder, repo_id="someone/unpinned").text  # not pushed yet: no commit to pin
+    assert 'revision="main")  # pin a commit sha' in unpinned
 
 
 def test_write_model_card_saves_readme(tokenizer, tmp_path: Path) -> None:

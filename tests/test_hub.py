@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,11 +256,12 @@ def test_agqg_push_then_fresh_process_loads_identical_scores(
     assert measured == {("synthetic-distortions", "spearmanr"): 0.8765, ("synthetic-distortions", "pearsonr"): 0.8891}
     assert "| synthetic-distortions | test | 48 | 0.8765 | 0.7012 | 0.8891 | 0.9012 | 0.4321 |" in card.text
 
+    pin = _pinned_commit(hub, "agqg-tester/tiny-agqg")  # what the card tells readers to load
     local = _local_scores(model_dir, image_paths)
     assert len(set(np.round(local, 6))) == len(local), "distinct images must score differently for a meaningful check"
     for python in LOADERS:
         env = {**hub.env, "HF_HOME": str(tmp_path / f"hf_home_{LOADERS.index(python)}")}  # a clean cache each
-        loaded = _load_in_fresh_process("agqg-tester/tiny-agqg", "main", image_paths, env, tmp_path, python)
+        loaded = _load_in_fresh_process("agqg-tester/tiny-agqg", pin, image_paths, env, tmp_path, python)
         assert not loaded["local_package_imported"]
         np.testing.assert_allclose(loaded["auto"], local, atol=1e-5, err_msg=python)
         np.testing.assert_allclose(loaded["pipeline"], local, atol=1e-5, err_msg=python)
@@ -290,7 +292,8 @@ def test_train_py_push_to_hub_publishes_the_trained_model(
 
     model_dir = out / "model"
     files = hub.files("agqg-tester/trained")
-    assert REQUIRED_FILES <= set(files) and "eval_results.json" in files
+    assert REQUIRED_FILES <= set(files) and "eval_results.json" in files and "train_config.yaml" in files
+    assert [name for name, content in files.items() if str(tmp_path).encode() in content] == [], "no local paths"
     assert files["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
     assert "Synthetic demonstration" in files["README.md"].decode()
     local = _local_scores(model_dir, image_paths)
@@ -325,8 +328,11 @@ def test_code_repo_mode_serves_code_from_one_repository(
         == "agqg-tester/agqg-code--pipeline_agqg.ImageQualityPipeline"
     )
     assert set(hub.files("agqg-tester/tiny-weights", revision="main")) == {".gitattributes"}, "v1 only"
+    pin = _pinned_commit(hub, "agqg-tester/tiny-weights", revision="v1")
+    code_head = hub.repos[("model", "agqg-tester/agqg-code")].branches["main"]
+    assert re.findall(r'code_revision="([0-9a-f]{40})"', weights["README.md"].decode()) == [code_head] * 2
 
-    loaded = _load_in_fresh_process("agqg-tester/tiny-weights", "v1", image_paths, hub.env, tmp_path)
+    loaded = _load_in_fresh_process("agqg-tester/tiny-weights", pin, image_paths, hub.env, tmp_path)
     np.testing.assert_allclose(loaded["pipeline"], _local_scores(model_dir, image_paths), atol=1e-5)
     np.testing.assert_allclose(loaded["auto"], loaded["pipeline"], atol=1e-6)
 
@@ -364,7 +370,9 @@ def test_private_push_to_a_branch(hub: HubServer, model_dir: Path) -> None:
         == 0
     )
     repo = hub.repos[("model", "agqg-tester/hidden")]
-    assert repo.private and repo.commits[repo.branches["dev"]].title == "v0"
+    card_commit = repo.commits[repo.branches["dev"]]
+    assert repo.private and repo.commits[card_commit.parent].title == "v0"  # the model's files, then the card
+    assert card_commit.title == f"v0: model card, examples pin {card_commit.parent}"
     assert REQUIRED_FILES <= set(hub.files("agqg-tester/hidden", revision="dev"))
     assert set(hub.files("agqg-tester/hidden", revision="main")) == {".gitattributes"}
     with pytest.raises(RepositoryNotFoundError):
@@ -475,17 +483,298 @@ def test_bad_eval_results_are_refused_before_any_upload(
     assert hub.repos == {}
 
 
-def test_invalid_user_card_is_rejected_by_the_hub_validation(hub: HubServer, model_dir: Path) -> None:
-    from hub_cards.publish import PushError, push
+# ---------------------------------------------------------------------------------------------
+# What goes up: exactly the model's files, no local paths, a card the Hub accepts, pinned examples
+# ---------------------------------------------------------------------------------------------
 
-    (model_dir / "README.md").write_text("---\nlicense: apache2\npipeline_tag: image-quality\n---\n# my model\n")
-    with pytest.raises(PushError) as failure:
-        push(model_dir, "agqg-tester/bad-card")
-    assert "license" in str(failure.value) and "pipeline_tag" in str(failure.value), "the report says what is wrong"
-    assert set(hub.files("agqg-tester/bad-card")) == {".gitattributes"}
-    report = push(model_dir, "agqg-tester/bad-card", regenerate_card=True)
-    assert "README.md" in report.uploaded
-    assert (model_dir / "README.md").read_text().startswith("---\nlicense: apache2"), "the local card is untouched"
+# Contents that must never reach the Hub: a dotenv file, a token file, a cached login and a file outside the folder.
+SECRETS = ("HF_TOKEN=hf_from_dotenv", "hf_plain_token_file", "hf_cached_login_token", "OUTSIDE-THE-FOLDER")
+# A card's pinned commits: revision="<sha>" (and code_revision="<sha>", which the lookbehind leaves out).
+PINNED_REVISION = re.compile(r'(?<![\w])revision="([0-9a-f]{40})"')
+
+
+def _push(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """`agqg push ARGS` through its entry point: (exit code, stdout, stderr)."""
+    from hub_cards.publish import main
+
+    capsys.readouterr()  # only this push's output (not, say, progress bars of a save before it)
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _model_from_local_clip(tokenizer, tmp_path: Path) -> tuple[Path, Path]:
+    """(CLIP folder, model folder): `from_clip(<local CLIP folder>)` saved, with the `eval_results.json` and
+    `train_config.yaml` that training writes for `--clip <folder>` (local paths included)."""
+    import yaml
+
+    from modeling_agqg import AGQGForImageQualityAssessment
+
+    clip_dir = tmp_path / "clip-local"
+    tiny = make_tiny_model(tokenizer)
+    tiny.clip.save_pretrained(clip_dir)
+    tokenizer.save_pretrained(clip_dir)
+    tiny.image_processor.save_pretrained(clip_dir)
+    run_dir = tmp_path / "run"
+    model_dir = run_dir / "model"
+    AGQGForImageQualityAssessment.from_clip(str(clip_dir)).save_pretrained(model_dir)
+    results = json.loads(json.dumps(EVAL_RESULTS))
+    results.update(base_model=str(clip_dir), synthetic=False)  # training/train.py: base_model = init_model or clip
+    results["results"][0]["dataset"] = "AGIQA-3K"
+    (model_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
+    train_config = {
+        "output_dir": str(run_dir),
+        "model_name": None,
+        "clip": str(clip_dir),
+        "init_model": None,
+        "dataset": "agiqa3k",
+        "data_root": str(tmp_path / "data" / "AGIQA-3K"),
+        "split": "1",
+        "loss_weights": {"l1": 1.0},
+        "resume_from_checkpoint": str(run_dir / "checkpoints" / "step_10"),
+        "logging_dir": "/logs",  # a one-component path: its redacted copy "<local path>/logs" is not a leak
+    }
+    (model_dir / "train_config.yaml").write_text(yaml.safe_dump(train_config, sort_keys=False))
+    return clip_dir, model_dir
+
+
+def test_push_sends_only_model_files_and_lists_what_it_left_out(
+    hub: HubServer, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    model_files = _published_files(model_dir)
+    outside = tmp_path / "elsewhere" / "notes.txt"
+    outside.parent.mkdir()
+    outside.write_text(SECRETS[3])
+    (model_dir / ".env").write_text(SECRETS[0] + "\n")
+    (model_dir / "token").write_text(SECRETS[1])
+    (model_dir / ".huggingface").mkdir()
+    (model_dir / ".huggingface" / "token").write_text(SECRETS[2])
+    (model_dir / "notes.txt").symlink_to(outside)
+    (model_dir / "merges.txt").symlink_to(outside)  # a tokenizer file's name does not make a link outside safe
+    (model_dir / "checkpoints" / "step_1").mkdir(parents=True)
+    (model_dir / "checkpoints" / "step_1" / "optimizer.pt").write_bytes(b"optimizer state")
+    (model_dir / "scratch.py").write_text("API_KEY = 'not imported by the remote code'\n")
+    (model_dir / "train.log").write_text("step 1 loss 0.5\n")
+    (model_dir / "tokenizer.json").rename(model_dir / "tokenizer-v1.json")
+    (model_dir / "tokenizer.json").symlink_to("tokenizer-v1.json")  # a link inside the folder is followed
+
+    code, out, err = _push([str(model_dir), "agqg-tester/clean"], capsys)
+    assert code == 0, err
+    files = hub.files("agqg-tester/clean")
+    assert set(files) == model_files | {".gitattributes"}
+    assert files["tokenizer.json"] == (model_dir / "tokenizer-v1.json").read_bytes()
+    for name, content in files.items():
+        assert not [secret for secret in SECRETS if secret.encode() in content], name
+    left_out = {
+        ".env": "hidden",
+        ".huggingface": "hidden",
+        "token": "not a file a model repository needs",
+        "notes.txt": "outside the folder",
+        "merges.txt": "outside the folder",
+        "checkpoints": "folder",
+        "scratch.py": "not imported by the remote code",
+        "train.log": "not a file a model repository needs",
+        "tokenizer-v1.json": "not a file a model repository needs",
+    }
+    lines = out.splitlines()
+    for name, reason in left_out.items():
+        assert [line for line in lines if line.strip().startswith(f"{name}:") and reason in line], (name, out)
+
+
+def _resave_sharded_then_delete_a_shard(model_dir: Path, tmp_path: Path) -> None:
+    from modeling_agqg import AGQGForImageQualityAssessment
+
+    AGQGForImageQualityAssessment.from_pretrained(model_dir).save_pretrained(model_dir, max_shard_size="100KB")
+    (model_dir / "model.safetensors").unlink(missing_ok=True)
+    index = json.loads((model_dir / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1
+    (model_dir / shards[-1]).unlink()
+
+
+def _weights_as_a_link_outside(model_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.safetensors"
+    (model_dir / "model.safetensors").rename(elsewhere)
+    (model_dir / "model.safetensors").symlink_to(elsewhere)
+
+
+@pytest.mark.parametrize(
+    ("break_folder", "named"),
+    [
+        (lambda folder, _: (folder / "prompt_learning_agqg.py").unlink(), "prompt_learning_agqg.py"),
+        (_resave_sharded_then_delete_a_shard, "model-0000"),
+        (_weights_as_a_link_outside, "model.safetensors (a symlink to a file outside the folder)"),
+    ],
+    ids=["module-the-code-imports", "weight-shard", "weights-linked-from-outside"],
+)
+def test_push_refuses_a_folder_without_a_file_the_repository_needs(
+    hub: HubServer, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, break_folder, named: str
+) -> None:
+    break_folder(model_dir, tmp_path)
+    code, _, err = _push([str(model_dir), "agqg-tester/refused"], capsys)
+    assert code == 2
+    assert named in err and str(model_dir) in err and len(err.strip().splitlines()) == 1, err
+    assert hub.repos == {} and not [r for r in hub.request_log if r[0] != "GET"]
+
+
+def test_sharded_weights_go_up_with_their_index(hub: HubServer, model_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from modeling_agqg import AGQGForImageQualityAssessment
+
+    AGQGForImageQualityAssessment.from_pretrained(model_dir).save_pretrained(model_dir, max_shard_size="100KB")
+    (model_dir / "model.safetensors").unlink(missing_ok=True)
+    shards = set(json.loads((model_dir / "model.safetensors.index.json").read_text())["weight_map"].values())
+    code, _, err = _push([str(model_dir), "agqg-tester/sharded"], capsys)
+    assert code == 0, err
+    files = hub.files("agqg-tester/sharded")
+    assert shards | {"model.safetensors.index.json"} <= set(files) and "model.safetensors" not in files
+    for shard in shards:
+        assert files[shard] == (model_dir / shard).read_bytes()
+
+
+def test_pushed_files_carry_no_local_paths(
+    hub: HubServer, tokenizer, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import yaml
+
+    clip_dir, model_dir = _model_from_local_clip(tokenizer, tmp_path)
+    saved_config = json.loads((model_dir / "config.json").read_text())
+    assert str(tmp_path) not in json.dumps(saved_config), "save_pretrained must not record local folders"
+    assert saved_config["clip_config"]["_name_or_path"] == "<local path>/clip-local"
+    # Folders saved before that (and transformers 4.x, which also writes the top-level one) hold the local paths.
+    saved_config["_name_or_path"] = str(model_dir)
+    saved_config["clip_config"]["_name_or_path"] = str(clip_dir)
+    (model_dir / "config.json").write_text(json.dumps(saved_config, indent=2))
+    before = _folder_digest(model_dir)
+
+    code, out, err = _push([str(model_dir), "agqg-tester/no-paths"], capsys)
+    assert code == 0, err
+    files = hub.files("agqg-tester/no-paths")
+    assert "train_config.yaml" in files and "eval_results.json" in files
+    assert [name for name, content in files.items() if str(tmp_path).encode() in content] == []
+    config = json.loads(files["config.json"])
+    assert config["_name_or_path"] == "<local path>/model"
+    assert config["clip_config"]["_name_or_path"] == "<local path>/clip-local"
+    train_config = yaml.safe_load(files["train_config.yaml"])
+    assert train_config == {
+        "output_dir": "<local path>/run",
+        "model_name": None,
+        "clip": "<local path>/clip-local",
+        "init_model": None,
+        "dataset": "agiqa3k",
+        "data_root": "<local path>/AGIQA-3K",
+        "split": "1",
+        "loss_weights": {"l1": 1.0},
+        "resume_from_checkpoint": "<local path>/step_10",
+        "logging_dir": "<local path>/logs",
+    }
+    assert json.loads(files["eval_results.json"])["base_model"] == "<local path>/clip-local"
+    assert "train_config.yaml: output_dir, clip, data_root, resume_from_checkpoint, logging_dir" in out, out
+    assert _folder_digest(model_dir) == before, "the local files stay as they are"
+
+
+def test_model_from_a_local_clip_folder_is_published_with_an_honest_card(
+    hub: HubServer, tokenizer, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from huggingface_hub import ModelCard
+
+    _, model_dir = _model_from_local_clip(tokenizer, tmp_path)
+    eval_path = model_dir / "eval_results.json"
+    results = json.loads(eval_path.read_text())
+    # eval_results.json's base_model as training may write it: the local CLIP folder, null, or a Hub id.
+    for repo_id, base_model in (("local-path", results["base_model"]), ("null", None), ("hub-id", "openai/clip-b16")):
+        eval_path.write_text(json.dumps({**results, "base_model": base_model}))
+        code, _, err = _push([str(model_dir), f"agqg-tester/{repo_id}"], capsys)
+        assert code == 0, err
+        card = ModelCard(hub.files(f"agqg-tester/{repo_id}")["README.md"].decode())
+        if base_model == "openai/clip-b16":
+            assert card.data.base_model == "openai/clip-b16" and "initialised from [`openai/clip-b16`]" in card.text
+        else:
+            assert card.data.base_model is None, repo_id
+            assert "initialised from a local CLIP checkpoint (`clip-local`)" in card.text, repo_id
+        assert "trained from scratch" not in card.text
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fields"),
+    [
+        ("license: mit\nbase_model: /home/someone/models/clip-vit-b16", ["base_model"]),
+        ("license: apache2\npipeline_tag: image-quality", ["license", "pipeline_tag"]),  # the Hub's validation
+    ],
+    ids=["local-base-model", "hub-validation"],
+)
+def test_invalid_card_is_refused_before_any_repository_is_created(
+    hub: HubServer, model_dir: Path, capsys: pytest.CaptureFixture, metadata: str, fields: list[str]
+) -> None:
+    (model_dir / "README.md").write_text(f"---\n{metadata}\n---\n# my model\n")
+    code, _, err = _push([str(model_dir), "agqg-tester/bad-card"], capsys)
+    assert code == 2
+    assert "README.md" in err and all(field in err for field in fields) and len(err.strip().splitlines()) == 1, err
+    assert hub.repos == {}, "nothing may be created for a card the Hub would refuse"
+    code, _, err = _push([str(model_dir), "agqg-tester/bad-card", "--regenerate-card"], capsys)
+    assert code == 0, err
+    assert "README.md" in hub.files("agqg-tester/bad-card")
+    assert (model_dir / "README.md").read_text().startswith(f"---\n{metadata}"), "the local card is untouched"
+
+
+def _pinned_commit(hub: HubServer, repo_id: str, revision: str = "main") -> str:
+    """The commit the card at `revision` pins, checked to hold exactly the code and weights of `revision`."""
+    repo = hub.repos[("model", repo_id)]
+    pins = set(PINNED_REVISION.findall(hub.files(repo_id, revision=revision)["README.md"].decode()))
+    assert len(pins) == 1, pins
+    pin = pins.pop()
+    assert pin in repo.commits, "the card must pin a commit of the repository"
+    head = repo.commits[repo.branches[revision]]
+
+    def model_files(commit) -> dict:
+        return {path: stored for path, stored in commit.files.items() if path != "README.md"}
+
+    assert model_files(repo.commits[pin]) == model_files(head), "the pinned commit must hold the published files"
+    return pin
+
+
+def test_card_pins_the_commit_that_holds_the_code_and_weights(
+    hub: HubServer, model_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code, out, err = _push([str(model_dir), "agqg-tester/pinned"], capsys)
+    assert code == 0, err
+    pin = _pinned_commit(hub, "agqg-tester/pinned")
+    assert pin in out
+    repo = hub.repos[("model", "agqg-tester/pinned")]
+    commits = len(repo.commits)
+    code, out, err = _push([str(model_dir), "agqg-tester/pinned"], capsys)
+    assert code == 0 and len(repo.commits) == commits, "an unchanged folder converges: no new commit"
+    assert _pinned_commit(hub, "agqg-tester/pinned") == pin
+
+    (model_dir / "eval_results.json").write_text(json.dumps({**EVAL_RESULTS, "model_name": "renamed"}))
+    assert _push([str(model_dir), "agqg-tester/pinned"], capsys)[0] == 0
+    assert _pinned_commit(hub, "agqg-tester/pinned") not in (pin, repo.branches["main"])
+
+
+def test_push_interrupted_before_the_card_commit_converges_on_rerun(
+    hub: HubServer, model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from huggingface_hub import HfApi
+
+    create_commit = HfApi.create_commit
+
+    def drop_connection_at_the_card_commit(self, *args, **kwargs):
+        if [operation.path_in_repo for operation in kwargs["operations"]] == ["README.md"]:
+            raise ConnectionError("connection reset by peer")
+        return create_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_commit", drop_connection_at_the_card_commit)
+    code, _, err = _push([str(model_dir), "agqg-tester/half"], capsys)
+    assert code == 1 and "README.md" in err and "run the same command again" in err, err
+    repo = hub.repos[("model", "agqg-tester/half")]
+    model_commit = repo.branches["main"]
+    assert "README.md" not in hub.files("agqg-tester/half") and "model.safetensors" in hub.files("agqg-tester/half")
+
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    code, _, err = _push([str(model_dir), "agqg-tester/half"], capsys)
+    assert code == 0, err
+    assert _pinned_commit(hub, "agqg-tester/half") == model_commit
+    commits = len(repo.commits)
+    assert _push([str(model_dir), "agqg-tester/half"], capsys)[0] == 0 and len(repo.commits) == commits
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ import torch
 from conftest import make_tiny_model
 from PIL import Image
 
-from modeling_agqg.views_agqg import ImageLoadError
 from modeling_agqg.tools.explain import explain
 from modeling_agqg.tools.scoring import cpu_has_native_bf16, resolve_dtype, score
+from modeling_agqg.views_agqg import ImageLoadError
 
 
 def _images(count: int, seed: int = 0) -> list[Image.Image]:

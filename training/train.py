@@ -476,6 +476,7 @@ def finalize(
     """Loads the best model, evaluates it on the validation split and the test split (when there is one), and
     writes `model/` (complete folder), `model/eval_results.json` and the scatter plots."""
     from modeling_agqg import AGQGForImageQualityAssessment
+    from modeling_agqg.configuration_agqg import public_name_or_path
     from training.evaluate import evaluate_model
 
     best_dir = output_dir / "best_model"
@@ -518,6 +519,8 @@ def finalize(
         final_dir = output_dir / "model"
         _save_model_atomically(model, final_dir)
         base_model = None if config.clip == TINY_CLIP and not config.init_model else (config.init_model or config.clip)
+        if base_model is not None:
+            base_model = public_name_or_path(base_model)  # a Hub id, or "<local path>/NAME": never this machine's path
         path = write_eval_results(
             final_dir / EVAL_RESULTS_FILE,
             model_name=config.model_name or output_dir.name,
@@ -536,9 +539,9 @@ def finalize(
 def _push(model_dir: Path, config: TrainConfig) -> None:
     if not config.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/agqg-agiqa3k)")
-    from modeling_agqg.tools.cli import main as agqg_cli
+    from hub_cards.publish import main as push_main
 
-    code = agqg_cli(["push", str(model_dir), config.hub_model_id])
+    code = push_main([str(model_dir), config.hub_model_id])
     if code:
         raise RuntimeError(
             f"agqg push {model_dir} {config.hub_model_id} failed with exit code {code}; the trained model is saved "
