@@ -658,16 +658,21 @@ def layout_kadid_pyiqa(tmp_path: Path) -> None:
 
 @covers("kadid-10k", "liqe-all-txt")
 def layout_kadid_liqe(tmp_path: Path) -> None:
+    # As in LIQE's IQA_Database/kadid10k: splits2/ holds kadid10k_all.txt, a stray kadid10k_val_clip.txt and the
+    # split folders; the images are in images/ next to it.
     root = tmp_path / "kadid10k"
-    _write(root / "kadid10k_all.txt", "images/I01_01_01.png\t4.57\t0.704\nimages/I01_02_05.png\t1.5\t1.2\n")
+    all_txt = "images/I01_01_01.png\t4.57\t0.704\nimages/I01_02_05.png\t1.5\t1.2\n"
+    _write(root / "splits2" / "kadid10k_all.txt", all_txt)
+    line = "images/{}\t{}\tgaussian blur\tlandscape\tinvalid\tinvalid\n"
+    _write(root / "splits2" / "kadid10k_val_clip.txt", line.format(KADID_NAMES[0], 4.57))
     _images(root / "images", KADID_NAMES)
     data = load_iqa_dataset("kadid-10k", root)
     assert _loaded_layout(data) == "liqe-all-txt" and data["name"] == KADID_NAMES and data["reference"][0] == "I01.png"
-    # LIQE's KADID split 1 has train and test lists but no val list.
-    line = "images/{}\t{}\tgaussian blur\tlandscape\tinvalid\tinvalid\n"
+    assert dataset_metadata(data)["metadata_file"].endswith("splits2/kadid10k_all.txt")
+    # LIQE's KADID split 1 has train and test lists but no val list; the split folder is found under splits2/.
     _write(root / "splits2" / "1" / "kadid10k_train_clip.txt", line.format(KADID_NAMES[0], 4.57))
     _write(root / "splits2" / "1" / "kadid10k_test_clip.txt", line.format(KADID_NAMES[1], 1.5))
-    split = load_split("kadid-10k", root, 1, splits_root=root / "splits2")
+    split = load_split("kadid-10k", root, 1)
     assert set(split) == {"train", "test"} and split["test"]["name"] == [KADID_NAMES[1]]
     # The official dmos.csv next to it, with the same scores, agrees; it is the one read.
     _write(

@@ -274,7 +274,7 @@ def _load_mat_vector(path: Path, variable: str | None = None) -> np.ndarray:
 # Layouts: the published metadata formats, recognised by content
 # ---------------------------------------------------------------------------------------------
 
-_METADATA_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xls", ".mat")
+_METADATA_SUFFIXES = (".csv", ".txt", ".xlsx", ".mat")
 _SEARCH_DEPTH = 3  # sub-folder levels below the dataset root searched for metadata files
 _SPLIT_STEMS = ("train", "val", "valid", "validation", "test")
 
@@ -326,7 +326,7 @@ def _peek(path: Path, num_rows: int = 3) -> _Probe:
             head = [line for _, line in zip(range(num_rows), handle, strict=False)]
         if suffix == ".txt":
             return _Probe(path, rows=tuple(tuple(_split_text_line(line)) for line in head if line.strip()))
-        delimiter = "\t" if suffix == ".tsv" or (head and "\t" in head[0] and "," not in head[0]) else ","
+        delimiter = "\t" if head and "\t" in head[0] and "," not in head[0] else ","
         parsed = csv.reader(io.StringIO("".join(head)), delimiter=delimiter)
         return _Probe(path, rows=tuple(tuple(c.strip() for c in row) for row in parsed if row))
     except Exception as error:  # noqa: BLE001 - any unreadable file is reported as such, not raised
@@ -415,12 +415,13 @@ def _is_split_file(path: Path) -> bool:
 
 
 def _is_split_folder(name: str) -> bool:
-    return name.isdigit() or name.lower().startswith("split")
+    """Per-split folders (`1`, `2`, ...). LIQE's `splits2/` itself is searched: it holds `<db>_all.txt`."""
+    return name.isdigit()
 
 
 def _candidate_files(root: Path) -> list[Path]:
     """Table and .mat files under `root` (up to `_SEARCH_DEPTH` folder levels deep), leaving out hidden
-    entries, split folders (`1`, `2`, ..., `splits*`) and split files."""
+    entries, per-split folders (`1`, `2`, ...) and split files."""
     found: list[Path] = []
 
     def walk(folder: Path, depth: int) -> None:
@@ -1405,7 +1406,7 @@ def _select_table(
         examined = "; ".join(rejected[:10]) + (f"; ... ({len(rejected) - 10} more)" if len(rejected) > 10 else "")
         raise FileNotFoundError(
             f"{spec.name}: no usable metadata file under {root} (searched {_SEARCH_DEPTH} folder levels, split "
-            f"folders left out). Looked for: {_layout_list(spec)}. "
+            f"folders and files left out). Looked for: {_layout_list(spec)}. "
             + (f"Examined: {examined}. " if rejected else "Found no table or .mat file. ")
             + "Pass metadata_file= to name one."
         )
@@ -1808,7 +1809,9 @@ def _find_split_folder(spec: DatasetSpec, root: Path, split: str | int, splits_r
 
     def walk(folder: Path, depth: int) -> None:
         try:
-            entries = sorted(e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+            entries = sorted(
+                (e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")), key=lambda e: e.name
+            )
         except OSError:
             return
         for entry in entries:
