@@ -59,6 +59,38 @@ def test_test_specs_and_the_training_command() -> None:
         main(["--train_dataset", "agiqa-3k", "--test", "agiqa-1k=/d", "--output_dir", "o", "--", "--data_root", "x"])
 
 
+def test_evaluate_on_maps_onto_a_lower_is_better_split(tiny_model, tmp_path: Path) -> None:
+    from transformers import CLIPImageProcessor
+
+    from training.cross_dataset import HeldOutDataset, evaluate_on
+
+    root = tmp_path / "SIQAD"
+    names = [f"cim1_{i}_1.bmp" for i in range(1, 9)]
+    _write(root / "DMOS.txt", "".join(f"{name}\t{10.0 * i}\t5.0\n" for i, name in enumerate(names)))
+    for i, name in enumerate(names):
+        _grey(root / "DistortedImages" / name, 25 * i)
+    _write(root / "splits" / "1" / "train.csv", "".join(f"{n},{10.0 * i}\n" for i, n in enumerate(names[:3])))
+    _write(root / "splits" / "1" / "val.csv", "".join(f"{n},{10.0 * (i + 3)}\n" for i, n in enumerate(names[3:])))
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    result, rows = evaluate_on(
+        tiny_model,
+        processor,
+        HeldOutDataset("siqad", root),
+        source_range=(0.0, 5.0),
+        source_higher_is_better=True,
+        batch_size=2,
+        device="cpu",
+        test_split="1:validation",
+    )
+    assert result["split"] == "1:validation" and result["num_images"] == 5 and rows["name"] == names[3:]
+    assert result["score_map"] == {"source_range": [0.0, 5.0], "target_range": [0.0, 100.0], "reversed": True}
+    predicted, mapped = np.array(rows["predicted"]), np.array(rows["mapped"])
+    assert mapped == pytest.approx(100.0 - 20.0 * predicted)  # the best score lands on the lowest DMOS
+    recomputed = compute_metrics(mapped, np.array(rows["mos"]))
+    assert result["metrics"]["srcc"] == pytest.approx(recomputed["srcc"], nan_ok=True)
+    assert result["metrics"]["rmse"] == pytest.approx(np.sqrt(np.mean((mapped - np.array(rows["mos"])) ** 2)))
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))

@@ -320,6 +320,26 @@ def test_aigciqa2023_acl_copy_agrees_and_a_changed_copy_is_ambiguous(tmp_path: P
     assert len(chosen) == 2400
 
 
+def test_aigciqa2023_two_column_keys_survive_imagefolder_and_parquet(tmp_path: Path) -> None:
+    from training.data import load_imagefolder, load_parquet, save_imagefolder, save_parquet
+
+    root = tmp_path / "AIGCIQA2023"
+    rows = [r for r in _ipce_rows() if r[1] in ("000-1.png", "000-2.png")]  # 12 rows, each image_name 6 times
+    _write(root / "all_set.csv", _csv_text([IPCE_HEADER, *rows]))
+    for index, (model, name, *_) in enumerate(rows):
+        path = root / model / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4), (index * 20, 0, 0)).save(path)
+    data = load_iqa_dataset("aigciqa2023", root)
+    folder = save_imagefolder(data, tmp_path / "folder")
+    assert (folder / "Glide" / "000-2.png").is_file() and len(list(folder.rglob("*.png"))) == 12
+    loaded = load_imagefolder(tmp_path / "folder")
+    by_name = {row["name"]: row for row in loaded}
+    assert sorted(by_name) == sorted(data["name"])
+    assert np.asarray(by_name["Glide/000-2.png"]["image"])[0, 0, 0] == 20 * data["name"].index("Glide/000-2.png")
+    assert load_parquet(save_parquet(data, tmp_path / "a.parquet"))["name"] == data["name"]
+
+
 @covers("aigciqa2023", "official-mat")
 def layout_aigciqa2023_official_mat(tmp_path: Path) -> None:
     from scipy import io as scipy_io

@@ -36,7 +36,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -2011,18 +2011,23 @@ def save_imagefolder(dataset: Any, folder: str | Path, *, split: str = "train") 
     split_folder.mkdir(parents=True, exist_ok=True)
     raw = dataset.cast_column("image", datasets.Image(decode=False))
     names = raw["name"] if "name" in raw.column_names else [f"{i:06d}.png" for i in range(len(raw))]
-    if len(set(names)) != len(names):  # duplicated names (AGIQA-1K) get the row number as a prefix
-        names = [f"{i:06d}_{n}" for i, n in enumerate(names)]
+    # Row keys may hold a folder (AIGCIQA2023: <model>/<image_name>): it is kept as a sub-folder.
+    paths = [
+        PurePosixPath(*[p for p in str(n).replace("\\", "/").split("/") if p not in ("", ".", "..")]) for n in names
+    ]
+    if len(set(paths)) != len(paths):  # duplicated names (AGIQA-1K) get the row number as a prefix
+        paths = [p.with_name(f"{i:06d}_{p.name}") for i, p in enumerate(paths)]
     file_names = []
-    for index, (image, name) in enumerate(zip(raw["image"], names, strict=True)):
+    for index, (image, relative) in enumerate(zip(raw["image"], paths, strict=True)):
         data = image.get("bytes")
         source = image.get("path")
         if data is None and source:
             data = Path(source).read_bytes()
         if data is None:
-            raise ValueError(f"row {index} ({name!r}) has neither image bytes nor a readable path")
-        suffix = Path(source or name).suffix or ".png"
-        file_name = Path(name).stem + suffix.lower()
+            raise ValueError(f"row {index} ({names[index]!r}) has neither image bytes nor a readable path")
+        suffix = Path(source or relative.name).suffix or ".png"
+        file_name = str(relative.with_name(Path(relative.name).stem + suffix.lower()))
+        (split_folder / file_name).parent.mkdir(parents=True, exist_ok=True)
         (split_folder / file_name).write_bytes(data)
         file_names.append(file_name)
     table = dataset.remove_columns("image").to_pandas()
