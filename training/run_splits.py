@@ -35,6 +35,46 @@ from tqdm.auto import tqdm
 from training.common import EVAL_RESULTS_FILE, METRIC_NAMES
 
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
+MODEL_SUBDIR = "model"  # train.py saves the final model (and its eval_results.json) in <output_dir>/model
+TRAIN_OWNED_FLAGS = ("--split", "--output_dir")  # set per run by train_command
+
+
+def owned_flags(train_args: Sequence[str], flags: Sequence[str] = TRAIN_OWNED_FLAGS) -> list[str]:
+    """Which of `flags` appear in `train_args` (as `--flag value` or `--flag=value`)."""
+    return [f for f in flags if any(a == f or a.startswith(f"{f}=") for a in train_args)]
+
+
+def train_command(
+    train_args: Sequence[str], *, output_dir: str | Path, split: str | None, launcher: Sequence[str] | None = None
+) -> list[str]:
+    """The command line that trains one run with `training/train.py`: the user's training flags, then the run's
+    `--split` (when given) and `--output_dir`, and `--resume_from_checkpoint latest` so a rerun resumes.
+
+    This is the one place that knows train.py's command line; when its CLI changes (it is moving to
+    `transformers.HfArgumentParser` dataclasses with the same option names), adapt it here.
+
+    Args:
+        train_args: Flags for train.py (e.g. `--config ... --data_root ...`), without `--split`/`--output_dir`.
+        output_dir: The run's folder; train.py writes `<output_dir>/model/eval_results.json` when it finishes.
+        split: The split name for `--split`, or None to leave it to the flags / config.
+        launcher: How to start train.py (default: the current Python), e.g. `["accelerate", "launch"]`.
+    """
+    owned = owned_flags(train_args)
+    if owned:
+        raise ValueError(f"{owned} are set per run; remove them from the training flags")
+    command = [*(launcher or [sys.executable]), str(TRAIN_SCRIPT), *train_args]
+    if split is not None:
+        command += ["--split", str(split)]
+    return [*command, "--output_dir", str(output_dir), "--resume_from_checkpoint", "latest"]
+
+
+def run_training(
+    train_args: Sequence[str], *, output_dir: str | Path, split: str | None, launcher: Sequence[str] | None = None
+) -> int:
+    """Runs `train_command(...)` in a subprocess (printing it first); returns its exit code."""
+    command = train_command(train_args, output_dir=output_dir, split=split, launcher=launcher)
+    tqdm.write("$ " + " ".join(shlex.quote(c) for c in command))
+    return subprocess.run(command).returncode
 
 
 def parse_splits(text: str) -> list[str]:
@@ -104,9 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--launcher", default=None, help='how to start train.py, e.g. "accelerate launch"')
     args, train_args = parser.parse_known_args(argv)
     train_args = [a for a in train_args if a != "--"]
-    for forbidden in ("--split", "--output_dir"):
-        if forbidden in train_args:
-            raise SystemExit(f"{forbidden} is set per split by run_splits.py; remove it from the training flags")
+    owned = owned_flags(train_args)
+    if owned:
+        raise SystemExit(f"{owned[0]} is set per split by run_splits.py; remove it from the training flags")
     splits = parse_splits(args.splits)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -116,12 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed: dict[str, int] = {}
     for split in tqdm(splits, desc="splits"):
         split_dir = output_dir / f"split_{split}"
-        results_file = split_dir / "model" / EVAL_RESULTS_FILE
+        results_file = split_dir / MODEL_SUBDIR / EVAL_RESULTS_FILE
         if not results_file.is_file():
-            command = [*launcher, str(TRAIN_SCRIPT), *train_args, "--split", split, "--output_dir", str(split_dir),
-                       "--resume_from_checkpoint", "latest"]  # fmt: skip
-            tqdm.write("$ " + " ".join(shlex.quote(c) for c in command))
-            code = subprocess.run(command).returncode
+            code = run_training(train_args, output_dir=split_dir, split=split, launcher=launcher)
             if code != 0 or not results_file.is_file():
                 # Keep going: the other splits are still worth having; the failure is reported at the end.
                 failed[split] = code
