@@ -183,6 +183,15 @@ def is_hub_model_id(value: Any) -> bool:
     return isinstance(value, str) and "/" in value and is_hub_id(value)
 
 
+BACKBONE_NAMES = {"clip": "CLIP", "siglip": "SigLIP", "siglip2": "SigLIP 2"}
+
+
+def backbone_config_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The backbone's config dict in a saved AGQG config.json: `backbone_config`, or `clip_config` in folders saved
+    before other backbones were supported."""
+    return config.get("backbone_config") or config.get("clip_config") or {}
+
+
 def base_model_source(
     config: Mapping[str, Any], eval_results: Mapping[str, Any] | None, base_model: str | None = None
 ) -> BaseModelSource:
@@ -197,7 +206,7 @@ def base_model_source(
         if not is_hub_model_id(base_model):
             raise CardError(f"base_model {base_model!r} is not a Hub model id (owner/name) or is a local path")
         return BaseModelSource(hub_id=base_model)
-    candidates = ((eval_results or {}).get("base_model"), (config.get("clip_config") or {}).get("_name_or_path"))
+    candidates = ((eval_results or {}).get("base_model"), backbone_config_of(config).get("_name_or_path"))
     for candidate in candidates:
         if not isinstance(candidate, str) or not candidate:
             continue
@@ -250,7 +259,7 @@ def render_model_card(
         eval_results = load_eval_results(model_dir / EVAL_RESULTS_FILE)
     card_data = model_card_data(config, eval_results, license=license, base_model=base_model, datasets=datasets)
     source = base_model_source(config, eval_results, base_model)
-    clip_config = config.get("clip_config") or {}
+    clip_config = backbone_config_of(config)
     vision, text = clip_config.get("vision_config") or {}, clip_config.get("text_config") or {}
     grade_names = list(config.get("grade_names") or [])
     score_min, score_max = (float(v) for v in config.get("score_range", (1.0, 5.0)))
@@ -278,7 +287,8 @@ def render_model_card(
             f"width {vision.get('hidden_size', 768)}"
         ),
         text_summary=f"{text.get('num_hidden_layers', 12)} layers, width {text.get('hidden_size', 512)}",
-        projection_dim=clip_config.get("projection_dim", 512),
+        projection_dim=clip_config.get("projection_dim", vision.get("hidden_size", 512)),
+        backbone_name=BACKBONE_NAMES.get(clip_config.get("model_type", "clip"), clip_config.get("model_type")),
         prompt_templates=list(config.get("prompt_templates") or []),
         grade_names=grade_names,
         num_grades=len(grade_names),

@@ -1,4 +1,4 @@
-"""Configuration of the AGQG image-quality scorer (CLIP backbone + graded-response head).
+"""Configuration of the AGQG image-quality scorer (dual-encoder backbone + graded-response head).
 
 This file is Hub remote code: it imports only the standard library, torch, transformers
 and its sibling files, and it never touches the network.
@@ -10,8 +10,9 @@ import os
 import re
 from typing import Any
 
-from transformers import CLIPConfig, PretrainedConfig
+from transformers import PretrainedConfig
 
+from .backbones_agqg import build_backbone_config
 from .views_agqg import ViewProtocol
 
 DEFAULT_GRADE_NAMES = ("bad", "poor", "fair", "good", "perfect")
@@ -65,8 +66,9 @@ class AGQGConfig(PretrainedConfig):
     r"""Configuration of [`AGQGForImageQualityAssessment`].
 
     Args:
-        clip_config: The CLIP backbone's configuration (a `CLIPConfig` or its dict). Defaults to CLIP's
-            own defaults (ViT-B/32 shapes).
+        backbone_config: The backbone's configuration: a `CLIPConfig`, `SiglipConfig` or `Siglip2Config`, or its
+            dict, whose `model_type` records the family (a dict without one is a CLIP config). Defaults to CLIP's
+            own defaults (ViT-B/32 shapes). Saved as `backbone_config`.
         num_grades: K, the number of ordered quality grades. Must equal `len(grade_names)`.
         grade_names: The grade words, worst first, substituted into the prompt templates.
         prompt_templates: Templates with a `{grade}` field. The text features of one grade are the
@@ -109,13 +111,17 @@ class AGQGConfig(PretrainedConfig):
             dict such as `{"scheme": "crops", "num_crops": 15, ...}`, a short spec such as `"ipce"` or
             `"crops:15"`, or None for `resize`). Training records the protocol it trained and evaluated with; the
             pipeline, `score()` and `agqg score` apply it unless the caller overrides it.
+        context_offset: Position of the first learnable context token in the tokenised grade prompts (1 after
+            CLIP's start token; 0 for tokenizers without one). `set_grade_prompts` records it from the tokenizer.
+        clip_config: The backbone config under its old name: folders saved before other backbones were supported
+            store the CLIP config here. Read into `backbone_config`; give one or the other.
     """
 
     model_type = "agqg"
 
     def __init__(
         self,
-        clip_config: dict[str, Any] | CLIPConfig | None = None,
+        backbone_config: dict[str, Any] | PretrainedConfig | None = None,
         num_grades: int | None = None,
         grade_names: list[str] | tuple[str, ...] | None = None,
         prompt_templates: list[str] | tuple[str, ...] | None = None,
@@ -140,15 +146,19 @@ class AGQGConfig(PretrainedConfig):
         context_init_std: float = 0.02,
         context_placeholder: str = DEFAULT_CONTEXT_PLACEHOLDER,
         view_protocol: dict[str, Any] | str | ViewProtocol | None = None,
+        context_offset: int = 1,
+        clip_config: dict[str, Any] | PretrainedConfig | None = None,
         **kwargs: Any,
     ) -> None:
-        if clip_config is None:
-            clip_config = CLIPConfig()
-        else:
-            if isinstance(clip_config, PretrainedConfig):
-                clip_config = clip_config.to_dict()
-            clip_config = CLIPConfig(**_without_dtype(clip_config))
-        self.clip_config = clip_config
+        if clip_config is not None:
+            if backbone_config is not None:
+                raise ValueError("give backbone_config or clip_config (its old name), not both")
+            backbone_config = clip_config
+        if isinstance(backbone_config, PretrainedConfig):
+            backbone_config = backbone_config.to_dict()
+        self.backbone_config = build_backbone_config(
+            _without_dtype(backbone_config) if backbone_config is not None else None
+        )
 
         grade_names = list(grade_names) if grade_names is not None else None
         if grade_names is None:
@@ -213,7 +223,25 @@ class AGQGConfig(PretrainedConfig):
             context_placeholder,
         )
         self.view_protocol = ViewProtocol.parse(view_protocol or "resize").to_dict()
+        if int(context_offset) < 0:
+            raise ValueError(f"context_offset={context_offset} must be >= 0")
+        self.context_offset = int(context_offset)
         super().__init__(**kwargs)
+
+    @property
+    def clip_config(self) -> PretrainedConfig:
+        """The backbone config under its old name (`backbone_config`), for code written when AGQG wrapped only
+        CLIP. For SigLIP backbones it is the `SiglipConfig`/`Siglip2Config`."""
+        return self.backbone_config
+
+    @clip_config.setter
+    def clip_config(self, value: dict[str, Any] | PretrainedConfig) -> None:
+        self.backbone_config = build_backbone_config(value)
+
+    @property
+    def backbone_type(self) -> str:
+        """The backbone family: `"clip"`, `"siglip"` or `"siglip2"`."""
+        return str(self.backbone_config.model_type)
 
     def _set_prompt_options(
         self,
@@ -267,12 +295,14 @@ class AGQGConfig(PretrainedConfig):
         self.context_placeholder = context_placeholder
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a dict, with every `_name_or_path` (this config's and the nested CLIP configs') made
+        """The config as a dict, with every `_name_or_path` (this config's and the nested backbone configs') made
         public: a Hub id is kept, a local folder becomes "<local path>/NAME" (see `public_name_or_path`), so a saved
-        or published config.json never records this machine's folders. The attributes themselves are unchanged."""
+        or published config.json never records this machine's folders. The attributes themselves are unchanged.
+        The backbone config is stored under `backbone_config` (with its `model_type`), never `clip_config`."""
         output = super().to_dict()
-        if isinstance(self.clip_config, PretrainedConfig):
-            output["clip_config"] = self.clip_config.to_dict()
+        output.pop("clip_config", None)
+        if isinstance(self.backbone_config, PretrainedConfig):
+            output["backbone_config"] = self.backbone_config.to_dict()
         _make_names_public(output)
         return output
 

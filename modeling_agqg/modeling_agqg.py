@@ -1,11 +1,12 @@
-"""AGQG: a CLIP image-quality scorer whose grades come from a Graded Response Model.
+"""AGQG: a dual-encoder (CLIP, SigLIP, SigLIP 2) image-quality scorer whose grades come from a Graded Response Model.
 
 Read top to bottom: GRM maths -> head (ability branch, difficulty branch) -> the model
 (backbone -> text features -> head -> score) -> saving and loading. The host frameworks' text sides
-(learnable CoOp/MaPLe prompts, LIQE multitask prompts) live in `prompt_learning_agqg.py`.
+(learnable CoOp/MaPLe prompts, LIQE multitask prompts) live in `prompt_learning_agqg.py`; what differs between
+backbone families lives in `backbones_agqg.py`.
 
 This file is Hub remote code: it imports only the standard library, torch, transformers and its
-sibling files, and it never touches the network on its own (only `from_clip`/`from_pretrained`
+sibling files, and it never touches the network on its own (only `from_backbone`/`from_clip`/`from_pretrained`
 of a Hub id download, as their callers ask).
 """
 
@@ -20,9 +21,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
+from .backbones_agqg import (
+    BackboneAdapter,
+    adapter_for,
+    backbone_classes,
+    backbone_type_of,
+    build_backbone,
+    image_processor_class_for,
+)
 from .configuration_agqg import AGQGConfig
 from .prompt_learning_agqg import PromptLearner, aggregate_variant_similarities
 from .views_agqg import PixelSpec, ViewProtocol
@@ -36,11 +45,15 @@ PIPELINE_FILE = "pipeline_agqg.py"
 REMOTE_CODE_FILES = (
     "configuration_agqg.py",
     "modeling_agqg.py",
+    "backbones_agqg.py",
     "prompt_learning_agqg.py",
     "views_agqg.py",
     "pipeline_agqg.py",
 )
 PIPELINE_CLASS = "ImageQualityPipeline"
+
+# The state-dict prefix of the backbone in folders saved when AGQG wrapped only CLIP (`self.clip`).
+LEGACY_BACKBONE_PREFIX = r"^clip\."
 
 # Keeps d = softplus(.) + eps strictly positive even where softplus underflows to 0 in float32.
 _MIN_SPACING = 1e-4
@@ -202,10 +215,16 @@ class AGQGHead(nn.Module):
     Inputs are the normalised image embedding v (B, D), the normalised grade-text embeddings T
     ((K, D) shared, or (B, K, D) per image) and their cosine similarities s = v T^T (B, K).
 
-    **Ability branch** (image side). theta = theta_0 + f([z, v]), where the prior
-    theta_0 = sum_k k softmax(tau s)_k - (K+1)/2 is the baseline's expected grade, centred, z = tau s -
-    mean(tau s) are the centred logits (tau is CLIP's logit scale) and f is a two-layer MLP whose output
-    starts near zero. The prior makes a fresh head grade like the softmax baseline it plugs into.
+    **Ability branch** (image side). With the backbone's own logits l = tau s + beta (tau its similarity scale,
+    beta its logit bias: CLIP's exp(logit_scale) clamped at 100 and beta = 0; SigLIP's exp(logit_scale) and
+    logit_bias), theta = theta_0 + f([z, v]), where the prior theta_0 = sum_k k softmax(l)_k - (K+1)/2 is the
+    baseline's expected grade, centred, z = l - mean(l) are the centred logits and f is a two-layer MLP whose
+    output starts near zero. The prior makes a fresh head grade like the softmax baseline it plugs into.
+
+    A constant bias cancels in both: softmax(l) = softmax(tau s) and l - mean(l) = tau (s - mean(s)). So only
+    tau matters, and with SigLIP the grading reads the grades' *relative* evidence: SigLIP's (learned, negative)
+    bias sets its absolute, per-prompt match probability sigmoid(tau s_k + beta), which AGQG (like
+    the softmax baseline) does not use. Scores are exactly invariant to `logit_bias` (tested).
 
     **Difficulty branch** (grade-text side, arithmetic). An MLP g reads the K text embeddings
     (flattened) and returns a centre c and a raw spacing r; the thresholds are
@@ -268,13 +287,16 @@ class AGQGHead(nn.Module):
         text_embeds: torch.Tensor,
         similarities: torch.Tensor,
         logit_scale: torch.Tensor,
+        logit_bias: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Returns `ability` (B,), `difficulties` (K-1,) or (B, K-1), `discrimination` () or (B,),
-        `grade_probs` (B, K)."""
+        `grade_probs` (B, K). `logit_scale` tau and `logit_bias` beta (or None) have shape ()."""
         dtype = self.ability_mlp[0].weight.dtype
         # The GRM runs in at least float32 whatever the weights' dtype (see grm_grade_probs).
         compute = torch.promote_types(dtype, torch.float32)
         logits = logit_scale.to(compute) * similarities.to(compute)
+        if logit_bias is not None:
+            logits = logits + logit_bias.to(compute)
         prior = expected_grade(logits.softmax(-1)) - (self.num_grades + 1) / 2
 
         # Ability branch: image side.
@@ -342,16 +364,26 @@ class AGQGPreTrainedModel(PreTrainedModel):
     base_model_prefix = "agqg"
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["CLIPEncoderLayer"]
+    _no_split_modules = [
+        "CLIPEncoderLayer",
+        "SiglipEncoderLayer",
+        "SiglipMultiheadAttentionPoolingHead",
+        "Siglip2EncoderLayer",
+        "Siglip2MultiheadAttentionPoolingHead",
+    ]
 
     def _init_weights(self, module: nn.Module) -> None:
-        # The CLIP sub-model initialises its own modules (transformers dispatches to it).
+        # The backbone sub-model initialises its own modules (transformers dispatches to it).
         if isinstance(module, (AGQGHead, PromptLearner)):
             module.reset_parameters()
 
 
 class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
-    """CLIP + AGQG grading head: `pixel_values` in, a quality score and a grade distribution out.
+    """Dual encoder + AGQG grading head: `pixel_values` in, a quality score and a grade distribution out.
+
+    The backbone (`model.backbone`) is a `CLIPModel`, `SiglipModel` or `Siglip2Model` (`config.backbone_config`
+    records which); `backbones_agqg.BackboneAdapter` says how each gives embeddings and its similarity scale.
+    `model.clip` is kept as another name of `model.backbone`.
 
     The grade-prompt token ids and their text embeddings are buffers saved in `model.safetensors`,
     so scoring needs neither a tokenizer nor a text-tower pass. While the text tower trains, the
@@ -371,19 +403,21 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
     def __init__(self, config: AGQGConfig) -> None:
         super().__init__(config)
-        self.clip = CLIPModel(config.clip_config)
-        embed_dim = config.clip_config.projection_dim
+        self.backbone = build_backbone(config.backbone_config)
+        embed_dim = self.adapter.embed_dim(config.backbone_config)
         # Its prompts come from a generator seeded with torch.initial_seed(): both gradings start from the same.
         self.prompt_learner: PromptLearner | None = None
         if config.prompt_learning is not None:
             self.prompt_learner = PromptLearner(
-                config, config.clip_config.text_config.hidden_size, config.clip_config.vision_config.hidden_size
+                config,
+                config.backbone_config.text_config.hidden_size,
+                config.backbone_config.vision_config.hidden_size,
             )
-            self.prompt_learner.attach(self.clip)
+            self.prompt_learner.attach(self.backbone)
         self.head = AGQGHead(config, embed_dim) if config.grading == "agqg" else None
 
         num_prompts = config.num_grades * self._num_variants() * self._prompts_per_variant()
-        max_length = config.clip_config.text_config.max_position_embeddings
+        max_length = self.adapter.text_max_length(config.backbone_config)
         self.register_buffer("grade_prompt_ids", torch.zeros(num_prompts, max_length, dtype=torch.long))
         self.register_buffer("grade_prompt_mask", torch.zeros(num_prompts, max_length, dtype=torch.long))
         self.register_buffer("grade_text_embeds", torch.zeros(config.num_grades, embed_dim))
@@ -399,16 +433,45 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
     # --- backbone --------------------------------------------------------------------------
 
+    @property
+    def adapter(self) -> BackboneAdapter:
+        """How this model's backbone family gives embeddings and its similarity scale (`backbones_agqg`)."""
+        return adapter_for(self.config.backbone_config.model_type)
+
+    @property
+    def clip(self) -> nn.Module:
+        """The backbone under its old name (`backbone`), for code written when AGQG wrapped only CLIP."""
+        return self.backbone
+
+    @property
+    def image_size(self) -> int:
+        """The side of the square views the vision tower takes (SigLIP 2: sqrt(num_patches) * patch_size)."""
+        return self.adapter.image_size(self.config.backbone_config)
+
+    def text_tower_parameters(self) -> list[nn.Parameter]:
+        """The backbone parameters the text embeddings depend on (CLIP: text tower and text projection; SigLIP:
+        text tower with its head). Freeze these to keep the grade-text features fixed (and cached)."""
+        return [p for module in self.adapter.text_modules(self.backbone) for p in module.parameters()]
+
+    def vision_tower_parameters(self) -> list[nn.Parameter]:
+        """The backbone parameters the image embeddings depend on (vision tower and, for CLIP, its projection)."""
+        return [p for module in self.adapter.vision_modules(self.backbone) for p in module.parameters()]
+
     def get_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Normalised projected image embeddings, (B, 3, H, W) -> (B, D)."""
-        dtype = self.clip.visual_projection.weight.dtype
-        pooled = self.clip.vision_model(pixel_values=pixel_values.to(dtype)).pooler_output
-        return F.normalize(self.clip.visual_projection(pooled), dim=-1)
+        """Normalised image embeddings, (B, 3, H, W) -> (B, D). SigLIP 2 views are patchified first
+        (`backbones_agqg.patchify`)."""
+        return F.normalize(self.adapter.image_features(self.backbone, pixel_values), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised projected text embeddings, (N, L) -> (N, D)."""
-        pooled = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
-        return F.normalize(self.clip.text_projection(pooled), dim=-1)
+        """Normalised text embeddings, (N, L) -> (N, D). The mask reaches the tower only for backbones trained
+        with one (CLIP); SigLIP reads the whole max_length-padded sequence, as it was trained."""
+        mask = attention_mask if self.adapter.text_reads_attention_mask else None
+        return F.normalize(self.adapter.text_features(self.backbone, input_ids, mask), dim=-1)
+
+    def similarity_scale(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The backbone's own logit scale tau (shape ()) and logit bias (shape (), or None): CLIP's
+        exp(logit_scale) clamped at 100 and no bias; SigLIP's exp(logit_scale) and logit_bias."""
+        return self.adapter.logit_scale(self.backbone), self.adapter.logit_bias(self.backbone)
 
     # --- grade prompts and their cached text embeddings --------------------------------------
 
@@ -456,8 +519,20 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         ]
 
     def _tokenize(self, tokenizer: Any, texts: list[str]) -> dict[str, torch.Tensor]:
-        max_length = self.config.clip_config.text_config.max_position_embeddings
-        return tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+        """The backbone's text conventions: every prompt padded to the text tower's length (`padding="max_length"`,
+        as CLIP and SigLIP were trained), truncated, lowercased for SigLIP 2; ids and mask (N, L)."""
+        max_length = self.adapter.text_max_length(self.config.backbone_config)
+        if self.adapter.lowercase_text:
+            texts = [text.lower() for text in texts]
+        tokens = tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=max_length,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
 
     def tokenize_alignment_prompts(self, tokenizer: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
         """Tokenises the K alignment prompts of each generation prompt: `input_ids`/`attention_mask` (B, K, L)."""
@@ -474,7 +549,9 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         self.grade_prompt_mask.copy_(tokens["attention_mask"].to(device))
         if self.prompt_learner is not None:
             placeholder = tokenizer(self.config.context_placeholder, add_special_tokens=False)["input_ids"]
-            self.prompt_learner.check_placeholders(self.grade_prompt_ids, list(placeholder))
+            self.config.context_offset = self.prompt_learner.check_placeholders(
+                self.grade_prompt_ids, list(placeholder)
+            )
         self._grade_prompts_checked = True
         self.refresh_grade_text_embeds()
 
@@ -483,7 +560,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         if not self._grade_prompts_checked:
             if int(self.grade_prompt_mask.sum()) == 0:
                 raise RuntimeError(
-                    "the grade prompts were never tokenised: build the model with `from_clip`, or call "
+                    "the grade prompts were never tokenised: build the model with `from_backbone`, or call "
                     "`model.set_grade_prompts(tokenizer)` once"
                 )
             self._grade_prompts_checked = True
@@ -509,7 +586,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         self._grade_embeds_stale = False
 
     def _text_tower_trains(self) -> bool:
-        text_params = [*self.clip.text_model.parameters(), *self.clip.text_projection.parameters()]
+        text_params = self.text_tower_parameters()
         if self.prompt_learner is not None:
             text_params += self.prompt_learner.text_parameters()
         return self.training and torch.is_grad_enabled() and any(p.requires_grad for p in text_params)
@@ -622,7 +699,9 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             text_embeds = text_embeds.to(compute)
             if variant_embeds is not None:
                 variant_embeds = variant_embeds.to(compute)
-            logit_scale = self.clip.logit_scale.exp().clamp(max=100.0).to(compute)
+            logit_scale, logit_bias = self.similarity_scale()
+            logit_scale = logit_scale.to(compute)
+            logit_bias = logit_bias.to(compute) if logit_bias is not None else None
             if variant_embeds is not None:
                 similarities = aggregate_variant_similarities(image_embeds, variant_embeds, logit_scale)
             elif text_embeds.dim() == 2:
@@ -630,9 +709,9 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             else:
                 similarities = torch.einsum("bd,bkd->bk", image_embeds, text_embeds)
 
-            logits = logit_scale * similarities
+            logits = logit_scale * similarities + (logit_bias if logit_bias is not None else 0.0)
             if self.head is not None:
-                graded = self.head(image_embeds, text_embeds, similarities, logit_scale)
+                graded = self.head(image_embeds, text_embeds, similarities, logit_scale, logit_bias)
                 grade_probs, ability = graded["grade_probs"], graded["ability"]
                 difficulties, discrimination = graded["difficulties"], graded["discrimination"]
             else:
@@ -674,7 +753,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         `"crops:15"`) or the model's own `config.view_protocol`, with the crop size left open filled in with
         the vision tower's input size."""
         protocol = ViewProtocol.parse(override if override is not None else self.config.view_protocol)
-        return protocol.with_crop_size(int(self.config.clip_config.vision_config.image_size))
+        return protocol.with_crop_size(self.image_size)
 
     def pixel_spec(self) -> PixelSpec | None:
         """The arithmetic of this model's image processor (`PixelSpec`), or None when it cannot be reproduced."""
@@ -683,14 +762,14 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
     # --- construction, saving and loading ---------------------------------------------------------
 
     def default_image_processor(self) -> Any:
-        """CLIP's standard preprocessing at this backbone's input size."""
-        size = self.config.clip_config.vision_config.image_size
-        return _clip_image_processor_class()(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        """The backbone family's standard preprocessing at this backbone's input size (CLIP: shorter-side resize
+        and centre crop; SigLIP and SigLIP 2: fixed-size resize, see `BackboneAdapter.default_image_processor`)."""
+        return self.adapter.default_image_processor(self.config.backbone_config)
 
     @classmethod
-    def from_clip(
+    def from_backbone(
         cls,
-        name_or_path: str | Path | CLIPModel,
+        name_or_path: str | Path | PreTrainedModel,
         *,
         image_processor: Any = None,
         tokenizer: Any = None,
@@ -700,11 +779,20 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         local_files_only: bool = False,
         **config_overrides: Any,
     ) -> AGQGForImageQualityAssessment:
-        """Builds an AGQG scorer around a CLIP checkpoint, keeping its weights and preprocessing.
+        """Builds an AGQG scorer around a dual-encoder checkpoint, keeping its weights and preprocessing.
+
+        Backbones: `CLIPModel`, `SiglipModel` (SigLIP and SigLIP 2's fixed-resolution checkpoints) and, where the
+        installed transformers has it, `Siglip2Model` (SigLIP 2 NaFlex; its NaFlex processor becomes the fixed-size
+        one of `Siglip2Adapter.adapt_image_processor`). The family is read from the checkpoint's config.
+
+        The tokenizer is loaded the `AutoTokenizer` way (the class its `tokenizer_config.json` names: CLIP's BPE,
+        SigLIP's SentencePiece, SigLIP 2's Gemma tokenizer, ...), the image processor by its saved
+        `image_processor_type`.
 
         Args:
-            name_or_path: A Hub id (e.g. `"openai/clip-vit-base-patch16"`), a local CLIP folder, or a
-                `CLIPModel` (then pass `tokenizer`, and `image_processor` unless the default suits).
+            name_or_path: A Hub id (e.g. `"openai/clip-vit-base-patch16"`, `"google/siglip-base-patch16-224"`), a
+                local folder, or a model instance (then pass `tokenizer`, and `image_processor` unless the
+                family's default suits).
             image_processor: Overrides the processor the checkpoint came with.
             tokenizer: Overrides the tokenizer the checkpoint came with.
             revision: Hub revision of the checkpoint.
@@ -719,32 +807,55 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             "token": token,
             "local_files_only": local_files_only,
         }
-        if isinstance(name_or_path, CLIPModel):
-            clip = name_or_path
+        if isinstance(name_or_path, nn.Module):
+            backbone = name_or_path
+            model_type = backbone_type_of(backbone)
         else:
-            clip = CLIPModel.from_pretrained(name_or_path, **hub_kwargs)
-            image_processor = image_processor or _load_optional(_image_processor_classes(), name_or_path, hub_kwargs)
-            tokenizer = tokenizer or _load_optional(_tokenizer_classes(), name_or_path, hub_kwargs)
+            from transformers import AutoConfig
+
+            model_type = AutoConfig.from_pretrained(name_or_path, **hub_kwargs).model_type
+            backbone = backbone_classes(model_type)[1].from_pretrained(name_or_path, **hub_kwargs)
+            image_processor = image_processor or _load_image_processor(name_or_path, hub_kwargs)
+            tokenizer = tokenizer or _load_tokenizer(name_or_path, hub_kwargs)
         if tokenizer is None:
             raise ValueError(f"no tokenizer found for {name_or_path!r}: pass tokenizer=... to build the grade prompts")
-        config = AGQGConfig(clip_config=clip.config.to_dict(), **config_overrides)
+        config = AGQGConfig(backbone_config=backbone.config.to_dict(), **config_overrides)
         model = cls(config)
-        model.clip.load_state_dict(clip.state_dict())
-        model.image_processor = image_processor or model.default_image_processor()
+        model.backbone.load_state_dict(backbone.state_dict())
+        adapter = adapter_for(model_type)
+        model.image_processor = adapter.adapt_image_processor(image_processor, config.backbone_config)
+        model.image_processor = model.image_processor or model.default_image_processor()
         model.tokenizer = tokenizer
         model.set_grade_prompts(tokenizer)
         model.eval()
         return model
 
     @classmethod
+    def from_clip(cls, name_or_path: str | Path | PreTrainedModel, **kwargs: Any) -> AGQGForImageQualityAssessment:
+        """`from_backbone` under its CLIP name (it accepts every supported backbone): a Hub id such as
+        `"openai/clip-vit-base-patch16"`, a local folder, or a `CLIPModel` (then pass `tokenizer=`)."""
+        return cls.from_backbone(name_or_path, **kwargs)
+
+    @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> Any:
-        """`PreTrainedModel.from_pretrained`, then the image processor and tokenizer saved beside the weights."""
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        """`PreTrainedModel.from_pretrained`, then the image processor and tokenizer saved beside the weights.
+
+        Folders saved before other backbones were supported store the CLIP weights under `clip.`; they are read
+        into `backbone.` (`key_mapping`), and the model saves them under `backbone.` from then on."""
+        key_mapping = dict(kwargs.pop("key_mapping", None) or {})
+        key_mapping.setdefault(LEGACY_BACKBONE_PREFIX, "backbone.")
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, key_mapping=key_mapping, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
+        # transformers 5 keeps the renamings it used, to undo them when saving: never write `clip.` again.
+        conversions = getattr(model, "_weight_conversions", None)
+        if conversions:
+            model._weight_conversions = [
+                c for c in conversions if list(getattr(c, "source_patterns", [])) != [LEGACY_BACKBONE_PREFIX]
+            ]
         hub_keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download", "proxies")
         hub_kwargs = {k: kwargs[k] for k in hub_keys if k in kwargs}
-        model.image_processor = _load_optional(_image_processor_classes(), pretrained_model_name_or_path, hub_kwargs)
-        model.tokenizer = _load_optional(_tokenizer_classes(), pretrained_model_name_or_path, hub_kwargs)
+        model.image_processor = _load_image_processor(pretrained_model_name_or_path, hub_kwargs)
+        model.tokenizer = _load_tokenizer(pretrained_model_name_or_path, hub_kwargs)
         return loaded
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
@@ -772,29 +883,8 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             self.tokenizer.save_pretrained(save_directory)
 
 
-def _image_processor_classes() -> tuple[list[type], tuple[str, ...]]:
-    return [_clip_image_processor_class()], ("preprocessor_config.json", "processor_config.json")
-
-
-def _clip_image_processor_class() -> type:
-    """transformers 5's `CLIPImageProcessor` wants torchvision and otherwise falls back to the PIL class with a
-    warning (even on `import`); ask for the PIL class directly then. Both save `image_processor_type:
-    CLIPImageProcessor`, so saved folders stay loadable everywhere, 4.x included."""
-    import importlib.util
-
-    import transformers
-
-    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
-        return transformers.CLIPImageProcessorPil
-    return transformers.CLIPImageProcessor
-
-
-def _tokenizer_classes() -> tuple[list[type], tuple[str, ...]]:
-    import transformers
-
-    # transformers 5 has one tokenizers-backed CLIPTokenizer; 4.x prefers the fast class.
-    names = ["CLIPTokenizerFast", "CLIPTokenizer"] if transformers.__version__.startswith("4.") else ["CLIPTokenizer"]
-    return [getattr(transformers, name) for name in names], ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+_IMAGE_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model", "tokenizer.model")
 
 
 def _has_any_file(name_or_path: Any, filenames: tuple[str, ...], hub_kwargs: dict[str, Any]) -> bool:
@@ -816,39 +906,77 @@ def _has_any_file(name_or_path: Any, filenames: tuple[str, ...], hub_kwargs: dic
     return False
 
 
-def _load_optional(kind: tuple[list[type], tuple[str, ...]], name_or_path: Any, hub_kwargs: dict[str, Any]) -> Any:
-    """Loads the first class that reads the checkpoint's files; `None` when it has none.
-
-    The files are looked for first: transformers 5 builds an empty tokenizer rather than fail when
-    a folder has no tokenizer files."""
-    classes, filenames = kind
-    if not _has_any_file(name_or_path, filenames, hub_kwargs):
-        return None
-    for klass in classes:
-        try:
-            return klass.from_pretrained(name_or_path, **hub_kwargs)
-        except (OSError, ValueError, TypeError) as error:
-            logger.warning(f"could not load {klass.__name__} from {name_or_path}: {error}")
-    if _clip_image_processor_class() in classes:
-        return _image_processor_from_processor_config(name_or_path, hub_kwargs)
-    return None
-
-
-def _image_processor_from_processor_config(name_or_path: Any, hub_kwargs: dict[str, Any]) -> Any:
-    """transformers 5 saves a `CLIPProcessor` as `processor_config.json` with the image processor nested
-    under "image_processor"; transformers 4.x cannot read that file, so read the nested dict here."""
+def _read_json(name_or_path: Any, filename: str, hub_kwargs: dict[str, Any]) -> dict[str, Any] | None:
     import json
 
     from transformers.utils import cached_file
 
-    path = cached_file(name_or_path, "processor_config.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    path = cached_file(
+        name_or_path,
+        filename,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+        **hub_kwargs,
+    )
     if path is None:
         return None
-    settings = json.loads(Path(path).read_text(encoding="utf-8")).get("image_processor")
-    if not isinstance(settings, dict):
+    value = json.loads(Path(path).read_text(encoding="utf-8"))
+    return value if isinstance(value, dict) else None
+
+
+def _load_image_processor(name_or_path: Any, hub_kwargs: dict[str, Any]) -> Any:
+    """The image processor saved with a checkpoint, by the class its `image_processor_type` names (CLIP's,
+    SigLIP's, SigLIP 2's, ...; PIL-backed where transformers 5 has no torchvision); None when it has none.
+
+    transformers 5 may save a whole processor as `processor_config.json` with the image processor nested under
+    "image_processor", which transformers 4.x cannot read: that dict is read here."""
+    if not _has_any_file(name_or_path, _IMAGE_PROCESSOR_FILES, hub_kwargs):
         return None
-    settings = {k: v for k, v in settings.items() if k != "image_processor_type"}
-    return _clip_image_processor_class()(**settings)
+    settings = _read_json(name_or_path, "preprocessor_config.json", hub_kwargs)
+    if settings is not None:
+        klass = image_processor_class_for(settings.get("image_processor_type")) or _default_image_processor_class()
+        try:
+            return klass.from_pretrained(name_or_path, **hub_kwargs)
+        except (OSError, ValueError, TypeError) as error:
+            logger.warning(f"could not load {klass.__name__} from {name_or_path}: {error}")
+    nested = (_read_json(name_or_path, "processor_config.json", hub_kwargs) or {}).get("image_processor")
+    if not isinstance(nested, dict):
+        return None
+    klass = image_processor_class_for(nested.get("image_processor_type")) or _default_image_processor_class()
+    return klass(**{k: v for k, v in nested.items() if k != "image_processor_type"})
+
+
+def _default_image_processor_class() -> type:
+    """CLIP's image processor class (PIL-backed where transformers 5 has no torchvision)."""
+    return image_processor_class_for("CLIPImageProcessor")
+
+
+def _load_tokenizer(name_or_path: Any, hub_kwargs: dict[str, Any]) -> Any:
+    """The tokenizer saved with a checkpoint, loaded the `AutoTokenizer` way (the class its tokenizer_config.json
+    names); None when it has no tokenizer files.
+
+    The files are looked for first: transformers 5 builds an empty tokenizer rather than fail when a folder has
+    none. A tokenizer config that names no class (AutoTokenizer would then read the model config, which for an
+    AGQG folder is remote code) falls back to CLIP's tokenizer classes."""
+    if not _has_any_file(name_or_path, _TOKENIZER_FILES, hub_kwargs):
+        return None
+    import transformers
+    from transformers import AutoTokenizer
+
+    settings = _read_json(name_or_path, "tokenizer_config.json", hub_kwargs) or {}
+    if settings.get("tokenizer_class"):
+        try:
+            return AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs)
+        except (OSError, ValueError, TypeError, KeyError, ImportError) as error:
+            logger.warning(f"could not load the tokenizer of {name_or_path} with AutoTokenizer: {error}")
+    # transformers 5 has one tokenizers-backed CLIPTokenizer; 4.x prefers the fast class.
+    names = ["CLIPTokenizerFast", "CLIPTokenizer"] if transformers.__version__.startswith("4.") else ["CLIPTokenizer"]
+    for name in names:
+        try:
+            return getattr(transformers, name).from_pretrained(name_or_path, **hub_kwargs)
+        except (OSError, ValueError, TypeError) as error:
+            logger.warning(f"could not load {name} from {name_or_path}: {error}")
+    return None
 
 
 AGQGForImageQualityAssessment.register_for_auto_class("AutoModel")

@@ -7,8 +7,10 @@ that are not plain fixed prompts:
 * `PromptLearner`: CoOp's learnable context tokens in front of the grade prompts, and MaPLe-style deep
   multi-modal prompts (learnable text prompts in the first J text layers, vision prompts in the first J
   vision layers, each vision prompt a learned linear projection of the text prompt of the same depth).
-  It works through forward hooks on the stock CLIP submodules, so CLIP's own forward passes (which differ
-  between transformers 4.x and 5.x) are reused unchanged.
+  It works through forward hooks on the stock backbone submodules (CLIP's, SigLIP's and SigLIP 2's towers share
+  the layout `text_model.embeddings.token_embedding`, `{text,vision}_model.encoder.layers`,
+  `vision_model.embeddings`), so the backbones' own forward passes (which differ between transformers 4.x and
+  5.x) are reused unchanged.
 * `aggregate_variant_similarities`: the per-grade similarity of multitask prompts (scene x distortion x
   grade), whose softmax is the quality marginal of the joint softmax.
 
@@ -34,7 +36,7 @@ def aggregate_variant_similarities(
     r"""Per-grade similarity of multitask prompts.
 
     With V prompt variants per grade (LIQE: every scene x distortion pair), cosine similarities
-    s_kv = v . t_kv and CLIP's logit scale tau, grade k's similarity is
+    s_kv = v . t_kv and the backbone's logit scale tau, grade k's similarity is
 
         s_k = (1 / tau) log sum_v exp(tau s_kv),
 
@@ -57,12 +59,15 @@ def aggregate_variant_similarities(
 
 
 class PromptLearner(nn.Module):
-    r"""Learnable prompts for the CLIP towers (CoOp and MaPLe-style), attached to a `CLIPModel` by hooks.
+    r"""Learnable prompts for the backbone towers (CoOp and MaPLe-style), attached to a `CLIPModel`, `SiglipModel`
+    or `Siglip2Model` by hooks.
 
     **CoOp** (`prompt_learning="coop"`). Every grade prompt is tokenised as
-    `[SOS] X_1 ... X_M <grade prompt> [EOS]` with M placeholder words; the token embeddings of the
-    placeholders are replaced by M learnable context vectors c_1..c_M (shared by all grades), then CLIP's
-    position embeddings and text transformer run as usual and the feature is read at [EOS].
+    `[SOS] X_1 ... X_M <grade prompt> [EOS]` with M placeholder words (from position `offset`, 1 after CLIP's
+    start token, 0 for tokenizers without one such as SigLIP's); the token embeddings of the placeholders are
+    replaced by M learnable context vectors c_1..c_M (shared by all grades), then the position embeddings and
+    text transformer run as usual and the feature is read where the backbone reads it (CLIP: [EOS]; SigLIP: the
+    last position of the max_length-padded sequence, which attends to the context bidirectionally).
 
     **MaPLe-style deep multi-modal prompts** (`prompt_learning="maple"`, depth J). The text side is CoOp at
     layer 0 plus fresh learnable prompts P^t_j (M x W_text) that replace the hidden states at the context
@@ -70,7 +75,9 @@ class PromptLearner(nn.Module):
     sequence (after CLIP's patch and position embeddings): P^v_0 = F_0(c) at the input, and P^v_j = F_j(P^t_j)
     replacing them at the input of vision layers j = 1..J-1, where F_j are learned linear maps
     W_text -> W_vision (the coupling that makes the prompts multi-modal). After layer J-1 the prompt tokens
-    are processed like any other token; the image feature is still read at [CLS].
+    are processed like any other token. CLIP still reads the image feature at [CLS]; SigLIP's attention-pooling
+    head pools over all tokens, the prompt tokens included. SigLIP 2's patch sequences carry no padding mask in
+    AGQG (fixed-size views fill the sequence), so the appended tokens need no mask either.
 
     The text prompts only apply inside `prompting_text()` (the model encodes its grade prompts there), so
     other text inputs, e.g. per-image alignment prompts, go through the plain text tower. The vision prompts
@@ -86,6 +93,7 @@ class PromptLearner(nn.Module):
         self.num_tokens = config.num_context_tokens
         self.depth = config.prompt_depth
         self.init_std = config.context_init_std
+        self.offset = int(getattr(config, "context_offset", 1))
         self.context = nn.Parameter(torch.empty(self.num_tokens, text_width))
         self.deep_text_prompts: nn.Parameter | None = None
         self.vision_projections: nn.ModuleList | None = None
@@ -116,13 +124,13 @@ class PromptLearner(nn.Module):
         """The parameters the grade-text features depend on (the vision projections are not among them)."""
         return [self.context] + ([self.deep_text_prompts] if self.deep_text_prompts is not None else [])
 
-    # --- attaching to CLIP --------------------------------------------------------------------------
+    # --- attaching to the backbone -------------------------------------------------------------------
 
-    def attach(self, clip: nn.Module) -> None:
-        """Registers the hooks on `clip`'s submodules (the learner keeps no reference to `clip`, so CLIP's
-        weights are not duplicated in the state dict)."""
-        text_layers = clip.text_model.encoder.layers
-        vision_layers = clip.vision_model.encoder.layers
+    def attach(self, backbone: nn.Module) -> None:
+        """Registers the hooks on `backbone`'s submodules (the learner keeps no reference to it, so the
+        backbone's weights are not duplicated in the state dict)."""
+        text_layers = backbone.text_model.encoder.layers
+        vision_layers = backbone.vision_model.encoder.layers
         if self.depth > min(len(text_layers), len(vision_layers)):
             raise ValueError(
                 f"prompt_depth={self.depth} exceeds the towers' depth ({len(text_layers)} text, "
@@ -130,7 +138,7 @@ class PromptLearner(nn.Module):
             )
         for handle in self._handles:
             handle.remove()
-        self._handles = [clip.text_model.embeddings.token_embedding.register_forward_hook(self._insert_context)]
+        self._handles = [backbone.text_model.embeddings.token_embedding.register_forward_hook(self._insert_context)]
         if self.method == "maple":
             for depth in range(1, self.depth):
                 # partial(bound method) rather than a closure: deepcopy of the model rebinds it to the copy.
@@ -140,7 +148,7 @@ class PromptLearner(nn.Module):
                 self._handles.append(
                     vision_layers[depth].register_forward_pre_hook(partial(self._vision_layer_hook, depth))
                 )
-            self._handles.append(clip.vision_model.embeddings.register_forward_hook(self._append_vision_prompts))
+            self._handles.append(backbone.vision_model.embeddings.register_forward_hook(self._append_vision_prompts))
 
     @contextmanager
     def prompting_text(self) -> Iterator[None]:
@@ -151,22 +159,32 @@ class PromptLearner(nn.Module):
         finally:
             self._text_active = previous
 
-    def check_placeholders(self, input_ids: torch.Tensor, placeholder_ids: list[int]) -> None:
-        """The M tokens after [SOS] of every prompt must be the placeholder's single token."""
+    def check_placeholders(self, input_ids: torch.Tensor, placeholder_ids: list[int]) -> int:
+        """Finds the M placeholder tokens: they must be the placeholder's single token, at the same position of
+        every prompt (after a start token, if the tokenizer adds one). Sets and returns that position (`offset`).
+        A tokenizer that pads on the left puts them at a different position in every prompt: refused."""
         if len(placeholder_ids) != 1:
             raise ValueError(
                 f"the context placeholder tokenises to {len(placeholder_ids)} tokens {placeholder_ids}; choose a "
                 "context_placeholder that is a single token"
             )
-        positions = input_ids[:, 1 : 1 + self.num_tokens]
+        found = (input_ids[0] == placeholder_ids[0]).nonzero()
+        offset = int(found[0, 0]) if len(found) else -1
+        positions = input_ids[:, offset : offset + self.num_tokens] if offset >= 0 else input_ids[:, :0]
         if positions.shape[1] != self.num_tokens or not bool((positions == placeholder_ids[0]).all()):
-            raise ValueError("the tokenised grade prompts do not start with the context placeholders")
+            raise ValueError(
+                "the tokenised grade prompts do not all start with the context placeholders at the same position "
+                "(a tokenizer that pads on the left? set tokenizer.padding_side = 'right' for prompt learning)"
+            )
+        self.offset = offset
+        return offset
 
     # --- hooks --------------------------------------------------------------------------------------
 
     def _replace_context(self, hidden: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         prompts = prompts.to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
-        return torch.cat([hidden[:, :1], prompts, hidden[:, 1 + self.num_tokens :]], dim=1)
+        start, end = self.offset, self.offset + self.num_tokens
+        return torch.cat([hidden[:, :start], prompts, hidden[:, end:]], dim=1)
 
     def _insert_context(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
         if not self._text_active:

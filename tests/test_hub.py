@@ -639,10 +639,10 @@ def test_pushed_files_carry_no_local_paths(
     clip_dir, model_dir = _model_from_local_clip(tokenizer, tmp_path)
     saved_config = json.loads((model_dir / "config.json").read_text())
     assert str(tmp_path) not in json.dumps(saved_config), "save_pretrained must not record local folders"
-    assert saved_config["clip_config"]["_name_or_path"] == "<local path>/clip-local"
+    assert saved_config["backbone_config"]["_name_or_path"] == "<local path>/clip-local"
     # Folders saved before that (and transformers 4.x, which also writes the top-level one) hold the local paths.
     saved_config["_name_or_path"] = str(model_dir)
-    saved_config["clip_config"]["_name_or_path"] = str(clip_dir)
+    saved_config["backbone_config"]["_name_or_path"] = str(clip_dir)
     (model_dir / "config.json").write_text(json.dumps(saved_config, indent=2))
     before = _folder_digest(model_dir)
 
@@ -653,7 +653,7 @@ def test_pushed_files_carry_no_local_paths(
     assert [name for name, content in files.items() if str(tmp_path).encode() in content] == []
     config = json.loads(files["config.json"])
     assert config["_name_or_path"] == "<local path>/model"
-    assert config["clip_config"]["_name_or_path"] == "<local path>/clip-local"
+    assert config["backbone_config"]["_name_or_path"] == "<local path>/clip-local"
     train_config = yaml.safe_load(files["train_config.yaml"])
     assert train_config == {
         "output_dir": "<local path>/run",

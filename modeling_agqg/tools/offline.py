@@ -91,3 +91,93 @@ def tiny_clip_config(
     }
     vision_config = {**tower, "image_size": image_size, "patch_size": patch_size}
     return CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny SigLIP and SigLIP 2 backbones
+# ---------------------------------------------------------------------------------------------
+
+TINY_BACKBONES = ("clip", "siglip", "siglip2")
+
+
+def _siglip_text_config(tokenizer: Any, tower: dict[str, int], max_position_embeddings: int) -> dict[str, Any]:
+    return {
+        **tower,
+        "vocab_size": len(tokenizer),
+        "max_position_embeddings": max_position_embeddings,
+        "projection_size": tower["hidden_size"],
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def tiny_siglip_config(
+    tokenizer: Any,
+    *,
+    image_size: int = 32,
+    patch_size: int = 8,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    max_position_embeddings: int = 64,
+) -> Any:
+    """A small randomly-initialisable `SiglipConfig` whose text side matches `tokenizer` (e.g.
+    `clip_character_tokenizer()`: SigLIP's text tower reads any vocabulary, it pools the last position of the
+    max_length-padded prompt). Both towers have width `hidden_size`, which is also the embedding size; the text
+    tower is 64 positions long, as SigLIP's."""
+    tower = {
+        "hidden_size": hidden_size,
+        "intermediate_size": 4 * hidden_size,
+        "num_hidden_layers": num_hidden_layers,
+        "num_attention_heads": num_attention_heads,
+    }
+    return transformers.SiglipConfig(
+        text_config=_siglip_text_config(tokenizer, tower, max_position_embeddings),
+        vision_config={**tower, "image_size": image_size, "patch_size": patch_size},
+    )
+
+
+def tiny_siglip2_config(
+    tokenizer: Any,
+    *,
+    image_size: int = 32,
+    patch_size: int = 8,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    max_position_embeddings: int = 64,
+) -> Any:
+    """A small `Siglip2Config` (NaFlex) like `tiny_siglip_config`: its position-embedding grid is
+    (image_size / patch_size)^2 patches, so its views are `image_size` pixels square. Needs transformers >= 4.49."""
+    if image_size % patch_size:
+        raise ValueError(f"image_size={image_size} must be a multiple of patch_size={patch_size}")
+    tower = {
+        "hidden_size": hidden_size,
+        "intermediate_size": 4 * hidden_size,
+        "num_hidden_layers": num_hidden_layers,
+        "num_attention_heads": num_attention_heads,
+    }
+    return transformers.Siglip2Config(
+        text_config=_siglip_text_config(tokenizer, tower, max_position_embeddings),
+        vision_config={**tower, "patch_size": patch_size, "num_patches": (image_size // patch_size) ** 2},
+    )
+
+
+def tiny_backbone_config(kind: str, tokenizer: Any, **options: Any) -> Any:
+    """The tiny config of a backbone family (`"clip"`, `"siglip"` or `"siglip2"`), see the builders above."""
+    builders = {"clip": tiny_clip_config, "siglip": tiny_siglip_config, "siglip2": tiny_siglip2_config}
+    if kind not in builders:
+        raise ValueError(f"backbone {kind!r}; expected one of {TINY_BACKBONES}")
+    if kind == "clip" and "max_position_embeddings" not in options:
+        options["max_position_embeddings"] = 77
+    return builders[kind](tokenizer, **options)
+
+
+def tiny_backbone(kind: str, tokenizer: Any, **options: Any) -> Any:
+    """A randomly initialised tiny `CLIPModel`, `SiglipModel` or `Siglip2Model` (seed torch first for
+    reproducible weights)."""
+    from modeling_agqg.backbones_agqg import backbone_classes
+
+    config = tiny_backbone_config(kind, tokenizer, **options)
+    return backbone_classes(kind)[1](config)
