@@ -34,7 +34,7 @@ from .backbones_agqg import (
 )
 from .configuration_agqg import AGQGConfig
 from .prompt_learning_agqg import PromptLearner, aggregate_variant_similarities
-from .views_agqg import PixelSpec, ViewProtocol
+from .views_agqg import PixelSpec, ViewProtocol, tensor_views
 
 logger = logging.get_logger(__name__)
 
@@ -758,6 +758,56 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
     def pixel_spec(self) -> PixelSpec | None:
         """The arithmetic of this model's image processor (`PixelSpec`), or None when it cannot be reproduced."""
         return PixelSpec.from_image_processor(self.image_processor or self.default_image_processor())
+
+    def score_pixels(
+        self,
+        pixels: torch.Tensor,
+        prompt: str | list[str] | None = None,
+        views: Any = None,
+        **forward_kwargs: Any,
+    ) -> AGQGOutput:
+        r"""Scores images given as pixel tensors, differentiably: a quality objective or reward.
+
+        The view protocol (`config.view_protocol`, or `views`) and the image processor's arithmetic (`PixelSpec`:
+        resize, centre crop, normalisation) run in torch (`views_agqg.tensor_views`), then `forward`; gradients
+        flow from every output back to `pixels`. `resize` reproduces the processor, `crops` its grid crops and
+        `ipce` IPCE's patches (the patch grid is fixed by the image size, so choosing patches is indexing).
+
+        The resize is torch's antialiased `F.interpolate` with the processor's filter (bicubic for CLIP, SigLIP's
+        own), modelled on PIL's: the pipeline's PIL resize rounds to 8 bits after each pass and clips overshoot,
+        this one stays in float (overshoot clipped to [0, 1]). Where no resize happens (an image already at the
+        processor's size) the two agree to float rounding; docs/differentiable.md measures the rest.
+
+        Args:
+            pixels: float (B, 3, H, W) RGB in [0, 1], any H and W (equal within the batch), on the model's device.
+            prompt: Generation prompt(s) for alignment-aware grading: one string for the whole batch or one per
+                image (needs the model's tokenizer).
+            views: A view protocol spec overriding the model's (`"resize"`, `"crops:15"`, `"ipce"`, ...).
+            **forward_kwargs: Passed to `forward` (e.g. `labels`).
+
+        Returns:
+            `forward`'s `AGQGOutput` for the B images (score, grade_probs, ability, grade_std, ...).
+        """
+        if pixels.dim() != 4 or pixels.shape[1] != 3 or not pixels.is_floating_point():
+            raise ValueError(f"pixels must be a float (B, 3, H, W) tensor in [0, 1], got {tuple(pixels.shape)}")
+        protocol = self.view_protocol(views)
+        spec = self.pixel_spec()
+        if spec is None:
+            raise ValueError("score_pixels needs an image processor whose arithmetic PixelSpec reproduces")
+        view_pixels = tensor_views(pixels, protocol, spec)
+        if prompt is not None:
+            prompts = [prompt] * pixels.shape[0] if isinstance(prompt, str) else list(prompt)
+            if len(prompts) != pixels.shape[0]:
+                raise ValueError(f"{len(prompts)} prompts for {pixels.shape[0]} images")
+            tokens = self.tokenize_alignment_prompts(self.tokenizer, prompts)
+            forward_kwargs.update({name: value.to(pixels.device) for name, value in tokens.items()})
+        return self(
+            pixel_values=view_pixels,
+            num_views=protocol.num_views(),
+            view_aggregation=protocol.aggregation,
+            return_dict=True,
+            **forward_kwargs,
+        )
 
     # --- construction, saving and loading ---------------------------------------------------------
 

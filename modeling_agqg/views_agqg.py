@@ -661,3 +661,119 @@ def load_view_image(source: Any, protocol: ViewProtocol, spec: PixelSpec | None,
             return DRAFT_MARGIN * target[1], DRAFT_MARGIN * target[0]
 
     return load_image_file(source, name, reduced_decode=reduced_decode)
+
+
+# ---------------------------------------------------------------------------------------------
+# Differentiable views: the same protocol on pixel tensors
+# ---------------------------------------------------------------------------------------------
+
+# PIL filters the torch path reproduces, and the `F.interpolate` mode of each.
+_TORCH_MODES = {int(Image.Resampling.BILINEAR): "bilinear", int(Image.Resampling.BICUBIC): "bicubic"}
+
+
+def tensor_resize(pixels: torch.Tensor, size_hw: tuple[int, int], resample: int) -> torch.Tensor:
+    """PIL's resize of (..., 3, H, W) float pixels in [0, 1] to `size_hw`, in torch and differentiable.
+
+    `F.interpolate(mode=bilinear|bicubic, antialias=True, align_corners=False)` uses PIL's kernels (triangle;
+    Keys cubic with a = -0.5), widened by the scale factor when shrinking, as PIL does. What differs: PIL works on
+    8-bit images, rounding to 8 bits after each of its two passes (whose order recent Pillow versions choose
+    themselves) and clipping to [0, 255]; here everything stays in float and only the bicubic overshoot is
+    clipped to [0, 1]. The views then differ from PIL's by rounding: at most about one 8-bit level, 0.3 levels on
+    average (tests/test_differentiable.py, docs/differentiable.md). Sizes equal to the input's are a no-op.
+    """
+    if tuple(size_hw) == tuple(pixels.shape[-2:]):
+        return pixels
+    mode = _TORCH_MODES.get(int(resample))
+    if mode is None:
+        raise ValueError(
+            f"differentiable views reproduce PIL's bilinear and bicubic resize, not filter {resample} "
+            f"({Image.Resampling(int(resample)).name})"
+        )
+    leading = pixels.shape[:-3]
+    flat = pixels.reshape(-1, *pixels.shape[-3:])
+    resized = F.interpolate(flat, size=tuple(size_hw), mode=mode, align_corners=False, antialias=True)
+    if mode == "bicubic":
+        resized = resized.clamp(0.0, 1.0)
+    return resized.reshape(*leading, *resized.shape[-3:])
+
+
+def tensor_centre_crop(pixels: torch.Tensor, crop_hw: tuple[int, int]) -> torch.Tensor:
+    """transformers' centre crop of (..., 3, H, W) pixels (`top = (H - h) // 2`), zero-padding (black) images
+    smaller than the crop as `_centre_crop` does."""
+    height, width = pixels.shape[-2:]
+    crop_h, crop_w = crop_hw
+    if height < crop_h or width < crop_w:
+        new_h, new_w = max(crop_h, height), max(crop_w, width)
+        pad_top, pad_left = math.ceil((new_h - height) / 2), math.ceil((new_w - width) / 2)
+        pixels = F.pad(pixels, (pad_left, new_w - width - pad_left, pad_top, new_h - height - pad_top))
+        height, width = new_h, new_w
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return pixels[..., top : top + crop_h, left : left + crop_w]
+
+
+def _tensor_resized_view(pixels: torch.Tensor, spec: PixelSpec) -> torch.Tensor:
+    """`resized_view` on (B, 3, H, W) pixels in [0, 1]: (B, 3, h, w) normalised."""
+    target = spec.resized_hw(*pixels.shape[-2:])
+    if target is not None:
+        pixels = tensor_resize(pixels, target, spec.resample)
+    if spec.crop_hw is not None:
+        pixels = tensor_centre_crop(pixels, spec.crop_hw)
+    return spec.normalize(pixels * 255.0)
+
+
+def tensor_views(pixels: torch.Tensor, protocol: ViewProtocol, spec: PixelSpec) -> torch.Tensor:
+    """`make_views` (test-time views) for a batch of pixel tensors, in torch and differentiable end to end.
+
+    The geometry is `make_views`': `resize` is the processor's resize, centre crop and normalisation; `crops`
+    the `crop_grid` crops at native resolution (small images first enlarged with the processor's filter) and the
+    resized view; `ipce` the shorter side brought up to `short_side` (bilinear), patches at the fixed indices of
+    `ipce_patch_indices` (selecting them is indexing, so gradients reach exactly the pixels they cover) and the
+    whole image through `F.interpolate(bilinear)`. Normalisation is `spec.normalize(255 x)`. Resizes use
+    `tensor_resize` (PIL's kernels in float: see there for the difference to the PIL pipeline).
+
+    Args:
+        pixels: float (B, 3, H, W) RGB in [0, 1]; all images of the batch share H and W.
+        protocol: The view protocol (with its crop size filled in, `model.view_protocol()`).
+        spec: The image processor's arithmetic.
+
+    Returns:
+        float32 (B*V, 3, S, S), the V views of each image adjacent (crops or patches first, whole image last).
+    """
+    if pixels.dim() != 4 or pixels.shape[1] != 3:
+        raise ValueError(f"pixels must be (B, 3, H, W), got {tuple(pixels.shape)}")
+    if protocol.scheme == "resize":
+        return _tensor_resized_view(pixels, spec)
+    size = protocol.crop_size or spec.output_hw[0]
+    height, width = pixels.shape[-2:]
+    if protocol.scheme == "crops":
+        scale = max(size / height, size / width, 1.0)
+        source = pixels
+        if scale > 1.0:
+            enlarged = (max(size, math.ceil(height * scale)), max(size, math.ceil(width * scale)))
+            source = tensor_resize(pixels, enlarged, spec.resample)
+        corners = crop_grid(source.shape[-2], source.shape[-1], size, size, protocol.num_crops)
+        crops = torch.stack([source[..., top : top + size, left : left + size] for top, left in corners], dim=1)
+        views = spec.normalize(crops * 255.0)
+        if protocol.include_resized:
+            views = torch.cat([views, _tensor_resized_view(pixels, spec).unsqueeze(1)], dim=1)
+        return views.flatten(0, 1)
+    short, long = min(height, width), max(height, width)
+    image = pixels
+    if short < protocol.short_side:
+        new_short, new_long = protocol.short_side, int(protocol.short_side * long / short)
+        image = tensor_resize(
+            pixels,
+            (new_long, new_short) if width <= height else (new_short, new_long),
+            int(Image.Resampling.BILINEAR),
+        )
+    if image.shape[-2] < size or image.shape[-1] < size:
+        raise ValueError(f"{image.shape[-1]}x{image.shape[-2]} is smaller than the ipce patch size {size}")
+    whole = spec.normalize(image * 255.0)
+    stride = protocol.large_stride if max(image.shape[-2:]) >= protocol.large_side else protocol.stride
+    rows = (image.shape[-2] - size) // stride + 1
+    cols = (image.shape[-1] - size) // stride + 1
+    chosen = ipce_patch_indices(rows * cols, protocol.num_crops, train=False)
+    corners = [((i // cols) * stride, (i % cols) * stride) for i in chosen]
+    patches = torch.stack([whole[..., top : top + size, left : left + size] for top, left in corners], dim=1)
+    resized = F.interpolate(whole, size=(size, size), mode="bilinear", align_corners=False)
+    return torch.cat([patches, resized.unsqueeze(1)], dim=1).flatten(0, 1)

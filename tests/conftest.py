@@ -37,16 +37,27 @@ def tokenizer():
     return clip_character_tokenizer()
 
 
-def make_tiny_model(tokenizer, **config_overrides):
-    """A tiny randomly initialised AGQG model (32x32 input), seeded, in eval mode."""
-    from transformers import CLIPModel
+def _backbone_params() -> list:
+    """Every backbone family, timm style; SigLIP 2 skips where the installed transformers lacks it (< 4.49)."""
+    import transformers
 
+    has_siglip2 = hasattr(transformers, "Siglip2Model")
+    reason = f"transformers {transformers.__version__} has no Siglip2Model"
+    return ["clip", "siglip", pytest.param("siglip2", marks=pytest.mark.skipif(not has_siglip2, reason=reason))]
+
+
+BACKBONES = _backbone_params()
+
+
+def make_tiny_model(tokenizer, backbone: str = "clip", **config_overrides):
+    """A tiny randomly initialised AGQG model (32x32 input) around a tiny CLIP, SigLIP or SigLIP 2, seeded, in
+    eval mode."""
     from modeling_agqg import AGQGForImageQualityAssessment
-    from modeling_agqg.tools.offline import tiny_clip_config
+    from modeling_agqg.tools.offline import tiny_backbone
 
     torch.manual_seed(0)
-    clip = CLIPModel(tiny_clip_config(tokenizer))
-    return AGQGForImageQualityAssessment.from_clip(clip, tokenizer=tokenizer, **config_overrides)
+    model = tiny_backbone(backbone, tokenizer)
+    return AGQGForImageQualityAssessment.from_backbone(model, tokenizer=tokenizer, **config_overrides)
 
 
 @pytest.fixture
