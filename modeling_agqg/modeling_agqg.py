@@ -141,6 +141,38 @@ def grade_to_score(
     return low + (grade - 1.0) / (num_grades - 1) * (high - low)
 
 
+def grade_spread(
+    grade_probs: torch.Tensor, score_range: tuple[float, float] | list[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The spread of a grade distribution: its standard deviation on the score scale and its entropy.
+
+    With grades k = 1..K and probabilities p_k,
+
+        Var[grade] = sum_k p_k k^2 - (sum_k p_k k)^2,
+        grade_std  = sqrt(Var[grade]) * (max - min) / (K - 1)     (score units, like `score`),
+        entropy    = -sum_k p_k ln p_k                             (nats, 0 ln 0 = 0; at most ln K).
+
+    Both are differentiable (the square root's argument is clamped at the smallest normal float, so a point mass
+    has a finite zero gradient).
+
+    Args:
+        grade_probs: (B, K) distributions.
+        score_range: (min, max) of the score scale.
+
+    Returns:
+        (grade_std (B,), entropy (B,)), in at least float32.
+    """
+    probs = grade_probs.to(torch.promote_types(grade_probs.dtype, torch.float32))
+    num_grades = probs.shape[-1]
+    grades = torch.arange(1, num_grades + 1, device=probs.device, dtype=probs.dtype)
+    mean = (probs * grades).sum(-1)
+    variance = (probs * (grades - mean.unsqueeze(-1)) ** 2).sum(-1)
+    low, high = score_range
+    std = variance.clamp_min(torch.finfo(probs.dtype).tiny).sqrt() * ((high - low) / (num_grades - 1))
+    entropy = -(probs * probs.clamp_min(torch.finfo(probs.dtype).tiny).log()).sum(-1)
+    return std, entropy
+
+
 def _inverse_softplus(value: float) -> float:
     return value + math.log(-math.expm1(-value))
 
@@ -347,6 +379,9 @@ class AGQGOutput(ModelOutput):
             image's views). With multitask prompts: the log-sum-exp pooled similarity of each grade
             (`aggregate_variant_similarities`).
         image_embeds: Normalised projected image embeddings, one per view, shape (B*V, D).
+        grade_std: Spread of the grade distribution on the score scale, sqrt(Var[grade]) * (max - min)/(K - 1),
+            shape (B,) (`grade_spread`; of the combined distribution when an image has several views).
+        grade_entropy: Entropy of the grade distribution in nats, shape (B,).
     """
 
     loss: torch.FloatTensor | None = None
@@ -357,6 +392,8 @@ class AGQGOutput(ModelOutput):
     discrimination: torch.FloatTensor | None = None
     similarities: torch.FloatTensor | None = None
     image_embeds: torch.FloatTensor | None = None
+    grade_std: torch.FloatTensor | None = None
+    grade_entropy: torch.FloatTensor | None = None
 
 
 class AGQGPreTrainedModel(PreTrainedModel):
@@ -729,6 +766,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
                 if discrimination is not None and discrimination.dim() == 1:
                     discrimination = discrimination.view(batch, num_views)[:, 0]
             score = grade_to_score(expected_grade(grade_probs), self.config.num_grades, self.config.score_range)
+            grade_std, grade_entropy = grade_spread(grade_probs, self.config.score_range)
 
         loss = None
         if labels is not None:
@@ -744,6 +782,8 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             discrimination=discrimination,
             similarities=similarities.float(),
             image_embeds=image_embeds,
+            grade_std=grade_std,
+            grade_entropy=grade_entropy,
         )
 
     # --- views -------------------------------------------------------------------------------------

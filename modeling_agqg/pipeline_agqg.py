@@ -30,7 +30,9 @@ class ImageQualityPipeline(Pipeline):
     `agqg score` use, and the model combines them. `views="crops:15"` (or any protocol spec) overrides the
     model's protocol for one call.
 
-    Output per image: `{"score": float, "grade": str, "grade_probs": {grade_name: float}, "ability": float}`.
+    Output per image: `{"score": float, "grade": str, "grade_probs": {grade_name: float}, "ability": float,
+    "grade_std": float, "grade_entropy": float}`: the spread of the grade distribution as a standard deviation on
+    the score scale and as an entropy in nats (`modeling_agqg.grade_spread`).
     """
 
     _load_processor = False
@@ -75,7 +77,13 @@ class ImageQualityPipeline(Pipeline):
     def _forward(self, model_inputs: dict[str, torch.Tensor], protocol: ViewProtocol | None = None) -> dict:
         protocol = protocol or self.model.view_protocol()
         output = self.model(**model_inputs, num_views=protocol.num_views(), view_aggregation=protocol.aggregation)
-        return {"score": output.score, "grade_probs": output.grade_probs, "ability": output.ability}
+        return {
+            "score": output.score,
+            "grade_probs": output.grade_probs,
+            "ability": output.ability,
+            "grade_std": output.grade_std,
+            "grade_entropy": output.grade_entropy,
+        }
 
     def postprocess(self, model_outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         names = self.model.config.grade_names
@@ -85,4 +93,6 @@ class ImageQualityPipeline(Pipeline):
             "grade": names[max(range(len(probs)), key=probs.__getitem__)],
             "grade_probs": dict(zip(names, probs, strict=True)),
             "ability": float(model_outputs["ability"].reshape(-1)[0]),
+            "grade_std": float(model_outputs["grade_std"].reshape(-1)[0]),
+            "grade_entropy": float(model_outputs["grade_entropy"].reshape(-1)[0]),
         }

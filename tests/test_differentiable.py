@@ -54,6 +54,7 @@ def test_score_pixels_equals_the_pipeline(tokenizer, tmp_path: Path, backbone: s
         exact = size == (32, 32) and scheme != "ipce"  # ipce enlarges every 32-pixel image
         tolerance = 1e-5 if exact else 1e-3
         assert ours.score.item() == pytest.approx(expected["score"], abs=tolerance), size
+        assert ours.grade_std.item() == pytest.approx(expected["grade_std"], abs=tolerance)
 
 
 PROCESSORS = {
@@ -102,8 +103,8 @@ def test_gradients_reach_the_pixels(tokenizer, backbone: str, scheme: str) -> No
     model.requires_grad_(False)
     pixels = torch.rand(2, 3, 40, 52, requires_grad=True)
     output = model.score_pixels(pixels, prompt=["a red car", "a cat"])
-    assert output.score.shape == (2,)
-    output.score.sum().backward()
+    assert output.score.shape == (2,) and output.grade_std.shape == (2,)
+    (output.score.sum() + output.grade_std.sum() + output.grade_entropy.sum()).backward()
     assert pixels.grad is not None and bool(torch.isfinite(pixels.grad).all())
     assert float(pixels.grad[0].abs().sum()) > 0 and float(pixels.grad[1].abs().sum()) > 0
     # Image 0's score does not depend on image 1's pixels.
@@ -118,7 +119,7 @@ def test_score_pixels_equals_forward_on_the_views(tiny_model) -> None:
     with torch.no_grad():
         direct = tiny_model(tensor_views(pixels, protocol, tiny_model.pixel_spec()))
         through = tiny_model.score_pixels(pixels)
-    for name in ("score", "grade_probs", "ability"):
+    for name in ("score", "grade_probs", "ability", "grade_std", "grade_entropy"):
         assert torch.equal(getattr(direct, name), getattr(through, name)), name
     with pytest.raises(ValueError, match="float"):
         tiny_model.score_pixels(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))

@@ -92,7 +92,7 @@ def test_fresh_process_scores_match(tokenizer, tmp_path: Path, grading: str, pyt
     assert got["single"]["score"] == pytest.approx(expected[0], abs=1e-5)
     assert got["prompted"]["score"] == pytest.approx(expected_prompted, abs=1e-5)
     first = got["pipeline"][0]
-    assert set(first) == {"score", "grade", "grade_probs", "ability"}
+    assert set(first) == {"score", "grade", "grade_probs", "ability", "grade_std", "grade_entropy"}
     assert list(first["grade_probs"]) == model.config.grade_names
     assert first["grade"] == max(first["grade_probs"], key=first["grade_probs"].get)
     assert sum(first["grade_probs"].values()) == pytest.approx(1.0, abs=1e-5)

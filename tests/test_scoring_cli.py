@@ -106,6 +106,8 @@ def test_broken_files_are_listed_and_exit_code_says_so(tmp_path: Path, model_dir
         "prob_good",
         "prob_perfect",
         "ability",
+        "grade_std",
+        "grade_entropy",
     ]
     for row in rows:
         probs = [float(row[f"prob_{g}"]) for g in ("bad", "poor", "fair", "good", "perfect")]

@@ -159,7 +159,8 @@ class Scorer:
     def __call__(self, pixel_values: torch.Tensor, prompts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Scores B images given as (B * views, 3, h, w) normalised views.
 
-        Returns float32 CPU tensors per image: `score` (B,), `grade_probs` (B, K), `ability` (B,).
+        Returns float32 CPU tensors per image: `score` (B,), `grade_probs` (B, K), `ability` (B,), `grade_std` (B,),
+        `grade_entropy` (B,).
         """
         inputs: dict[str, torch.Tensor] = {"pixel_values": pixel_values.to(self.device, non_blocking=True)}
         if prompts is not None:
@@ -168,22 +169,37 @@ class Scorer:
         with self.autocast():
             output = self.model(**inputs, num_views=self.views, view_aggregation=self.protocol.aggregation)
         num_grades = output.grade_probs.shape[-1]
+        spread = (getattr(output, "grade_std", None), getattr(output, "grade_entropy", None))
+        if spread[0] is None:  # a model whose own (older) remote code does not report the spread
+            from ..modeling_agqg import grade_spread
+
+            spread = grade_spread(output.grade_probs, self.model.config.score_range)
         per_image = torch.cat(
-            [output.score.float().unsqueeze(-1), output.grade_probs.float(), output.ability.float().unsqueeze(-1)], -1
+            [
+                output.score.float().unsqueeze(-1),
+                output.grade_probs.float(),
+                output.ability.float().unsqueeze(-1),
+                *(value.float().unsqueeze(-1) for value in spread),
+            ],
+            -1,
         )
         per_image = per_image.cpu()  # one device-to-host copy per batch (each copy waits for the GPU)
         return {
             "score": per_image[:, 0],
             "grade_probs": per_image[:, 1 : 1 + num_grades],
-            "ability": per_image[:, -1],
+            "ability": per_image[:, 1 + num_grades],
+            "grade_std": per_image[:, 2 + num_grades],
+            "grade_entropy": per_image[:, 3 + num_grades],
         }
 
     def rows(self, keys: Sequence[str], scored: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-        """One output row per key: path, score, grade (most probable), prob_<grade>..., ability."""
+        """One output row per key: path, score, grade (most probable), prob_<grade>..., ability, grade_std,
+        grade_entropy."""
         rows = []
         probs = scored["grade_probs"].tolist()
-        for key, value, p, ability in zip(
-            keys, scored["score"].tolist(), probs, scored["ability"].tolist(), strict=True
+        spreads = zip(scored["grade_std"].tolist(), scored["grade_entropy"].tolist(), strict=True)
+        for key, value, p, ability, (std, entropy) in zip(
+            keys, scored["score"].tolist(), probs, scored["ability"].tolist(), spreads, strict=True
         ):
             row: dict[str, Any] = {
                 "path": key,
@@ -192,6 +208,7 @@ class Scorer:
             }
             row.update({f"prob_{name}": prob for name, prob in zip(self.grade_names, p, strict=True)})
             row["ability"] = ability
+            row["grade_std"], row["grade_entropy"] = std, entropy
             rows.append(row)
         return rows
 

@@ -36,8 +36,17 @@ def output_format(path: str) -> str:
 
 
 def result_columns(grade_names: Sequence[str]) -> list[str]:
-    """path, score, grade, prob_<grade> for each grade (worst first), ability."""
-    return ["path", "score", "grade", *[f"prob_{name}" for name in grade_names], "ability"]
+    """path, score, grade, prob_<grade> for each grade (worst first), ability, grade_std (the grade distribution's
+    standard deviation on the score scale) and grade_entropy (nats)."""
+    return [
+        "path",
+        "score",
+        "grade",
+        *[f"prob_{name}" for name in grade_names],
+        "ability",
+        "grade_std",
+        "grade_entropy",
+    ]
 
 
 def _repair_torn_tail(path: str) -> None:
