@@ -906,7 +906,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             model_type = AutoConfig.from_pretrained(name_or_path, **hub_kwargs).model_type
             backbone = backbone_classes(model_type)[1].from_pretrained(name_or_path, **hub_kwargs)
             image_processor = image_processor or _load_image_processor(name_or_path, hub_kwargs)
-            tokenizer = tokenizer or _load_tokenizer(name_or_path, hub_kwargs)
+            tokenizer = tokenizer or _load_tokenizer(name_or_path, hub_kwargs, auto=True)
         if tokenizer is None:
             raise ValueError(f"no tokenizer found for {name_or_path!r}: pass tokenizer=... to build the grade prompts")
         config = AGQGConfig(backbone_config=backbone.config.to_dict(), **config_overrides)
@@ -1041,30 +1041,40 @@ def _default_image_processor_class() -> type:
     return image_processor_class_for("CLIPImageProcessor")
 
 
-def _load_tokenizer(name_or_path: Any, hub_kwargs: dict[str, Any]) -> Any:
-    """The tokenizer saved with a checkpoint, loaded the `AutoTokenizer` way (the class its tokenizer_config.json
-    names); None when it has no tokenizer files.
+def _load_tokenizer(name_or_path: Any, hub_kwargs: dict[str, Any], *, auto: bool = False) -> Any:
+    """The tokenizer saved with a checkpoint; None when it has no tokenizer files.
+
+    `auto=True` (a backbone checkpoint, `from_backbone`): `AutoTokenizer`, i.e. the tokenizer transformers pairs
+    with that checkpoint (CLIP's BPE, SigLIP's SentencePiece, SigLIP 2's Gemma tokenizer, ...). Otherwise (an AGQG
+    folder, whose config is remote code that `AutoTokenizer` would ask to run) the class its tokenizer_config.json
+    names, the fast variant first where there is one; a class this transformers lacks falls back to the generic
+    `PreTrainedTokenizerFast` over tokenizer.json, and a config naming none to CLIP's tokenizer classes.
 
     The files are looked for first: transformers 5 builds an empty tokenizer rather than fail when a folder has
-    none. A tokenizer config that names no class (AutoTokenizer would then read the model config, which for an
-    AGQG folder is remote code) falls back to CLIP's tokenizer classes."""
+    none."""
     if not _has_any_file(name_or_path, _TOKENIZER_FILES, hub_kwargs):
         return None
-    import transformers
     from transformers import AutoTokenizer
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
-    settings = _read_json(name_or_path, "tokenizer_config.json", hub_kwargs) or {}
-    if settings.get("tokenizer_class"):
+    if auto:
         try:
             return AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs)
         except (OSError, ValueError, TypeError, KeyError, ImportError) as error:
             logger.warning(f"could not load the tokenizer of {name_or_path} with AutoTokenizer: {error}")
-    # transformers 5 has one tokenizers-backed CLIPTokenizer; 4.x prefers the fast class.
-    names = ["CLIPTokenizerFast", "CLIPTokenizer"] if transformers.__version__.startswith("4.") else ["CLIPTokenizer"]
-    for name in names:
+    saved = (_read_json(name_or_path, "tokenizer_config.json", hub_kwargs) or {}).get("tokenizer_class")
+    names = []
+    if saved:
+        base = saved.removesuffix("Fast")
+        names += [f"{base}Fast", base, "PreTrainedTokenizerFast"]
+    names += ["CLIPTokenizerFast", "CLIPTokenizer"]
+    for name in dict.fromkeys(names):
+        klass = tokenizer_class_from_name(name)
+        if klass is None:
+            continue
         try:
-            return getattr(transformers, name).from_pretrained(name_or_path, **hub_kwargs)
-        except (OSError, ValueError, TypeError) as error:
+            return klass.from_pretrained(name_or_path, **hub_kwargs)
+        except (OSError, ValueError, TypeError, KeyError, ImportError) as error:
             logger.warning(f"could not load {name} from {name_or_path}: {error}")
     return None
 

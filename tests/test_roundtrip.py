@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_model
+from conftest import BACKBONES, make_tiny_model
 
 from modeling_agqg import load_image_file
 
@@ -54,8 +54,9 @@ LOADERS = [sys.executable] + ([os.environ["AGQG_CROSS_PYTHON"]] if os.environ.ge
 
 @pytest.mark.parametrize("python", LOADERS, ids=["same-env", "cross-env"][: len(LOADERS)])
 @pytest.mark.parametrize("grading", ["agqg", "softmax"])
-def test_fresh_process_scores_match(tokenizer, tmp_path: Path, grading: str, python: str) -> None:
-    model = make_tiny_model(tokenizer, grading=grading, score_range=(0.0, 4.5))
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_fresh_process_scores_match(tokenizer, tmp_path: Path, grading: str, python: str, backbone: str) -> None:
+    model = make_tiny_model(tokenizer, backbone=backbone, grading=grading, score_range=(0.0, 4.5))
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     images = []
@@ -87,6 +88,10 @@ def test_fresh_process_scores_match(tokenizer, tmp_path: Path, grading: str, pyt
     assert result.returncode == 0, result.stderr[-4000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
     assert got["model_class"] == "AGQGForImageQualityAssessment"
+    expected_processor = {"clip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor"}
+    assert got["processor"].removesuffix("Pil").removesuffix("Fast") == expected_processor.get(
+        backbone, "SiglipImageProcessor"
+    )
     assert got["auto"] == pytest.approx(expected, abs=1e-5)
     assert [r["score"] for r in got["pipeline"]] == pytest.approx(expected, abs=1e-5)
     assert got["single"]["score"] == pytest.approx(expected[0], abs=1e-5)
@@ -134,7 +139,9 @@ def _local_clip_folder(tokenizer, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("python", LOADERS, ids=["same-env", "cross-env"][: len(LOADERS)])
-@pytest.mark.parametrize("made_by", ["from_clip(folder)", "from_clip(CLIPModel)"])
+@pytest.mark.parametrize(
+    "made_by", ["from_clip(folder)", "from_clip(CLIPModel)", "from_backbone(siglip)", "from_backbone(siglip2)"]
+)
 def test_every_documented_dtype_loads_and_scores(tokenizer, tmp_path: Path, made_by: str, python: str) -> None:
     """`from_pretrained(..., dtype=bf16/fp16/fp32)` and `device_map` on folders made every way: a CLIP loaded from
     a folder once kept its own float32 in the nested config, so the towers stayed float32 beside a bfloat16
@@ -145,6 +152,11 @@ def test_every_documented_dtype_loads_and_scores(tokenizer, tmp_path: Path, made
 
     if made_by == "from_clip(folder)":
         model = AGQGForImageQualityAssessment.from_clip(_local_clip_folder(tokenizer, tmp_path / "clip"))
+    elif made_by.startswith("from_backbone"):
+        backbone = made_by[len("from_backbone(") : -1]
+        if backbone == "siglip2" and not hasattr(__import__("transformers"), "Siglip2Model"):
+            pytest.skip("no Siglip2Model in this transformers")
+        model = make_tiny_model(tokenizer, backbone=backbone)
     else:
         model = make_tiny_model(tokenizer)
     folder = tmp_path / "model"
@@ -169,3 +181,52 @@ def test_every_documented_dtype_loads_and_scores(tokenizer, tmp_path: Path, made
         assert abs(got[name]["auto"] - got["float32"]["auto"]) < 0.05 * grade_unit
         assert abs(got[name]["pipeline"] - got["float32"]["pipeline"]) < 0.05 * grade_unit
     assert got["device_map"] == pytest.approx(got["float32"]["auto"], abs=1e-6)
+
+
+LEGACY_FOLDER = Path(__file__).resolve().parent / "fixtures" / "agqg_main_clip_coop"
+
+FRESH_LEGACY = r"""
+import json, sys
+import torch
+from transformers import AutoModel, pipeline
+
+folder, image = sys.argv[1], sys.argv[2]
+y, x = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+pixels = (torch.stack([torch.stack([x, y, x * y]), torch.stack([1 - x, (3 * y) % 1, x**2])]) - 0.5) / 0.25
+model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+with torch.no_grad():
+    scores = model(pixel_values=pixels).score.tolist()
+result = pipeline("image-quality", model=folder, trust_remote_code=True)(image)
+print(json.dumps({"scores": scores, "pipeline": result}))
+"""
+
+
+@pytest.mark.parametrize("python", LOADERS, ids=["same-env", "cross-env"][: len(LOADERS)])
+def test_a_folder_saved_by_main_and_resaved_loads_in_a_fresh_process(tmp_path: Path, python: str) -> None:
+    """The fixture folder saved by main before backbones existed loads as it is (its own code) and, re-saved by
+    the new class (weights under `backbone.`, `backbone_config`), with the new code, scoring the same."""
+    from PIL import Image
+
+    from modeling_agqg import AGQGForImageQualityAssessment
+
+    expected = json.loads((LEGACY_FOLDER / "expected_scores.json").read_text())
+    AGQGForImageQualityAssessment.from_pretrained(LEGACY_FOLDER).save_pretrained(tmp_path / "resaved")
+    image = tmp_path / "x.png"
+    Image.fromarray((torch.rand(40, 52, 3) * 255).to(torch.uint8).numpy()).save(image)
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    results = {}
+    for name, folder in (("legacy", LEGACY_FOLDER), ("resaved", tmp_path / "resaved")):
+        result = subprocess.run(
+            [python, "-c", FRESH_LEGACY, str(folder), str(image)],
+            cwd=workdir,
+            env=_fresh_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-4000:]
+        results[name] = json.loads(result.stdout.strip().splitlines()[-1])
+        assert results[name]["scores"] == pytest.approx(expected["score"], abs=1e-5), name
+    assert results["resaved"]["pipeline"]["score"] == pytest.approx(results["legacy"]["pipeline"]["score"], abs=1e-5)
+    assert "grade_std" in results["resaved"]["pipeline"] and "grade_std" not in results["legacy"]["pipeline"]
