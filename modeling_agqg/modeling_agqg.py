@@ -804,6 +804,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         pixels: torch.Tensor,
         prompt: str | list[str] | None = None,
         views: Any = None,
+        quantize: bool = False,
         **forward_kwargs: Any,
     ) -> AGQGOutput:
         r"""Scores images given as pixel tensors, differentiably: a quality objective or reward.
@@ -815,14 +816,18 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
         The resize is torch's antialiased `F.interpolate` with the processor's filter (bicubic for CLIP, SigLIP's
         own), modelled on PIL's: the pipeline's PIL resize rounds to 8 bits after each pass and clips overshoot,
-        this one stays in float (overshoot clipped to [0, 1]). Where no resize happens (an image already at the
-        processor's size) the two agree to float rounding; docs/differentiable.md measures the rest.
+        this one stays in float (overshoot clipped to [0, 1]) unless `quantize=True`, which rounds each pass to 8
+        bits as PIL does (straight-through gradients). Where no resize happens (an image already at the processor's
+        size) the two agree to float rounding; docs/differentiable.md measures the rest: trained models can react
+        to the rounding by a few hundredths of a grade, which `quantize=True` mostly removes.
 
         Args:
             pixels: float (B, 3, H, W) RGB in [0, 1], any H and W (equal within the batch), on the model's device.
             prompt: Generation prompt(s) for alignment-aware grading: one string for the whole batch or one per
                 image (needs the model's tokenizer).
             views: A view protocol spec overriding the model's (`"resize"`, `"crops:15"`, `"ipce"`, ...).
+            quantize: Round resized pixels to 8 bits as the PIL pipeline does (forward only; gradients pass straight
+                through): the pipeline's score for 8-bit images, where the default float path is smoother.
             **forward_kwargs: Passed to `forward` (e.g. `labels`).
 
         Returns:
@@ -834,7 +839,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         spec = self.pixel_spec()
         if spec is None:
             raise ValueError("score_pixels needs an image processor whose arithmetic PixelSpec reproduces")
-        view_pixels = tensor_views(pixels, protocol, spec)
+        view_pixels = tensor_views(pixels, protocol, spec, quantize)
         if prompt is not None:
             prompts = [prompt] * pixels.shape[0] if isinstance(prompt, str) else list(prompt)
             if len(prompts) != pixels.shape[0]:

@@ -671,15 +671,27 @@ def load_view_image(source: Any, protocol: ViewProtocol, spec: PixelSpec | None,
 _TORCH_MODES = {int(Image.Resampling.BILINEAR): "bilinear", int(Image.Resampling.BICUBIC): "bicubic"}
 
 
-def tensor_resize(pixels: torch.Tensor, size_hw: tuple[int, int], resample: int) -> torch.Tensor:
+def _round_like_pil(values: torch.Tensor) -> torch.Tensor:
+    """0-255 values rounded to 8 bits as PIL rounds (clipped, halves up) in the forward pass; the gradient passes
+    straight through (that of the identity)."""
+    return values + (torch.floor(values.clamp(0.0, 255.0) + 0.5) - values).detach()
+
+
+def tensor_resize(
+    pixels: torch.Tensor, size_hw: tuple[int, int], resample: int, quantize: bool = False
+) -> torch.Tensor:
     """PIL's resize of (..., 3, H, W) float pixels in [0, 1] to `size_hw`, in torch and differentiable.
 
     `F.interpolate(mode=bilinear|bicubic, antialias=True, align_corners=False)` uses PIL's kernels (triangle;
     Keys cubic with a = -0.5), widened by the scale factor when shrinking, as PIL does. What differs: PIL works on
-    8-bit images, rounding to 8 bits after each of its two passes (whose order recent Pillow versions choose
-    themselves) and clipping to [0, 255]; here everything stays in float and only the bicubic overshoot is
-    clipped to [0, 1]. The views then differ from PIL's by rounding: at most about one 8-bit level, 0.3 levels on
-    average (tests/test_differentiable.py, docs/differentiable.md). Sizes equal to the input's are a no-op.
+    8-bit images, rounding to 8 bits after each of its two passes and clipping to [0, 255]; by default everything
+    here stays in float and only the bicubic overshoot is clipped to [0, 1], so the views differ from PIL's by
+    rounding: about 0.3 of an 8-bit level on average, at most one to three (docs/differentiable.md).
+
+    `quantize=True` runs PIL's two passes, horizontal first as Pillow's C code does, each rounded to 8 bits with
+    straight-through gradients (`_round_like_pil`). For 8-bit input that reproduces PIL's bicubic output up to a
+    few pixels in 10^4; some Pillow builds run the vertical pass first for some shapes, and then about a quarter of
+    the pixels differ by one level. Sizes equal to the input's are a no-op.
     """
     if tuple(size_hw) == tuple(pixels.shape[-2:]):
         return pixels
@@ -691,9 +703,19 @@ def tensor_resize(pixels: torch.Tensor, size_hw: tuple[int, int], resample: int)
         )
     leading = pixels.shape[:-3]
     flat = pixels.reshape(-1, *pixels.shape[-3:])
-    resized = F.interpolate(flat, size=tuple(size_hw), mode=mode, align_corners=False, antialias=True)
-    if mode == "bicubic":
-        resized = resized.clamp(0.0, 1.0)
+    if quantize:
+        values = flat * 255.0
+        if values.shape[-1] != size_hw[1]:  # horizontal pass
+            size = (values.shape[-2], size_hw[1])
+            values = _round_like_pil(F.interpolate(values, size=size, mode=mode, align_corners=False, antialias=True))
+        if values.shape[-2] != size_hw[0]:  # vertical pass
+            size = tuple(size_hw)
+            values = _round_like_pil(F.interpolate(values, size=size, mode=mode, align_corners=False, antialias=True))
+        resized = values / 255.0
+    else:
+        resized = F.interpolate(flat, size=tuple(size_hw), mode=mode, align_corners=False, antialias=True)
+        if mode == "bicubic":
+            resized = resized.clamp(0.0, 1.0)
     return resized.reshape(*leading, *resized.shape[-3:])
 
 
@@ -711,17 +733,17 @@ def tensor_centre_crop(pixels: torch.Tensor, crop_hw: tuple[int, int]) -> torch.
     return pixels[..., top : top + crop_h, left : left + crop_w]
 
 
-def _tensor_resized_view(pixels: torch.Tensor, spec: PixelSpec) -> torch.Tensor:
+def _tensor_resized_view(pixels: torch.Tensor, spec: PixelSpec, quantize: bool = False) -> torch.Tensor:
     """`resized_view` on (B, 3, H, W) pixels in [0, 1]: (B, 3, h, w) normalised."""
     target = spec.resized_hw(*pixels.shape[-2:])
     if target is not None:
-        pixels = tensor_resize(pixels, target, spec.resample)
+        pixels = tensor_resize(pixels, target, spec.resample, quantize)
     if spec.crop_hw is not None:
         pixels = tensor_centre_crop(pixels, spec.crop_hw)
     return spec.normalize(pixels * 255.0)
 
 
-def tensor_views(pixels: torch.Tensor, protocol: ViewProtocol, spec: PixelSpec) -> torch.Tensor:
+def tensor_views(pixels: torch.Tensor, protocol: ViewProtocol, spec: PixelSpec, quantize: bool = False) -> torch.Tensor:
     """`make_views` (test-time views) for a batch of pixel tensors, in torch and differentiable end to end.
 
     The geometry is `make_views`': `resize` is the processor's resize, centre crop and normalisation; `crops`
@@ -735,6 +757,7 @@ def tensor_views(pixels: torch.Tensor, protocol: ViewProtocol, spec: PixelSpec) 
         pixels: float (B, 3, H, W) RGB in [0, 1]; all images of the batch share H and W.
         protocol: The view protocol (with its crop size filled in, `model.view_protocol()`).
         spec: The image processor's arithmetic.
+        quantize: Round each resize pass to 8 bits as PIL does (straight-through gradients; `tensor_resize`).
 
     Returns:
         float32 (B*V, 3, S, S), the V views of each image adjacent (crops or patches first, whole image last).
@@ -742,7 +765,7 @@ def tensor_views(pixels: torch.Tensor, protocol: ViewProtocol, spec: PixelSpec) 
     if pixels.dim() != 4 or pixels.shape[1] != 3:
         raise ValueError(f"pixels must be (B, 3, H, W), got {tuple(pixels.shape)}")
     if protocol.scheme == "resize":
-        return _tensor_resized_view(pixels, spec)
+        return _tensor_resized_view(pixels, spec, quantize)
     size = protocol.crop_size or spec.output_hw[0]
     height, width = pixels.shape[-2:]
     if protocol.scheme == "crops":
@@ -750,12 +773,12 @@ def tensor_views(pixels: torch.Tensor, protocol: ViewProtocol, spec: PixelSpec) 
         source = pixels
         if scale > 1.0:
             enlarged = (max(size, math.ceil(height * scale)), max(size, math.ceil(width * scale)))
-            source = tensor_resize(pixels, enlarged, spec.resample)
+            source = tensor_resize(pixels, enlarged, spec.resample, quantize)
         corners = crop_grid(source.shape[-2], source.shape[-1], size, size, protocol.num_crops)
         crops = torch.stack([source[..., top : top + size, left : left + size] for top, left in corners], dim=1)
         views = spec.normalize(crops * 255.0)
         if protocol.include_resized:
-            views = torch.cat([views, _tensor_resized_view(pixels, spec).unsqueeze(1)], dim=1)
+            views = torch.cat([views, _tensor_resized_view(pixels, spec, quantize).unsqueeze(1)], dim=1)
         return views.flatten(0, 1)
     short, long = min(height, width), max(height, width)
     image = pixels
@@ -765,6 +788,7 @@ def tensor_views(pixels: torch.Tensor, protocol: ViewProtocol, spec: PixelSpec) 
             pixels,
             (new_long, new_short) if width <= height else (new_short, new_long),
             int(Image.Resampling.BILINEAR),
+            quantize,
         )
     if image.shape[-2] < size or image.shape[-1] < size:
         raise ValueError(f"{image.shape[-1]}x{image.shape[-2]} is smaller than the ipce patch size {size}")

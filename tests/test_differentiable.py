@@ -39,7 +39,8 @@ def _pixels(image: Image.Image) -> torch.Tensor:
 @pytest.mark.parametrize("scheme", list(PROTOCOLS))
 def test_score_pixels_equals_the_pipeline(tokenizer, tmp_path: Path, backbone: str, scheme: str) -> None:
     """Same image, same protocol: the pipeline (PIL) and score_pixels (torch) agree to 1e-3 on the score, and to
-    float rounding where nothing is resized (an image at the model's size)."""
+    float rounding where nothing is resized (an image at the model's size); with PIL's 8-bit rounding
+    (`quantize=True`) too."""
     from transformers import pipeline
 
     model = make_tiny_model(tokenizer, backbone=backbone, view_protocol=PROTOCOLS[scheme])
@@ -51,10 +52,12 @@ def test_score_pixels_equals_the_pipeline(tokenizer, tmp_path: Path, backbone: s
         expected = scorer(str(path))
         with torch.no_grad():
             ours = model.score_pixels(_pixels(image))
+            quantized = model.score_pixels(_pixels(image), quantize=True)
         exact = size == (32, 32) and scheme != "ipce"  # ipce enlarges every 32-pixel image
         tolerance = 1e-5 if exact else 1e-3
         assert ours.score.item() == pytest.approx(expected["score"], abs=tolerance), size
         assert ours.grade_std.item() == pytest.approx(expected["grade_std"], abs=tolerance)
+        assert quantized.score.item() == pytest.approx(expected["score"], abs=tolerance), size
 
 
 PROCESSORS = {
@@ -68,7 +71,8 @@ PROCESSORS = {
 @pytest.mark.parametrize("scheme", list(PROTOCOLS))
 def test_tensor_views_reproduce_make_views(processor: str, scheme: str) -> None:
     """View by view, in 8-bit units: within about one level of PIL's views (PIL rounds to 8 bits after each
-    resize pass), 0.3 levels on average; equal where nothing is resized."""
+    resize pass), 0.3 levels on average; equal where nothing is resized. With `quantize=True` (PIL's rounding,
+    horizontal pass first) most views are equal, and none is further from PIL's than the float one."""
     from modeling_agqg.backbones_agqg import image_processor_class_for
 
     name, settings = PROCESSORS[processor]
@@ -84,6 +88,10 @@ def test_tensor_views_reproduce_make_views(processor: str, scheme: str) -> None:
         assert float(levels.max()) < 1.5 and float(levels.mean()) < 0.4, (size, float(levels.max()))
         if size == (32, 32) and scheme != "ipce":
             assert float(levels.max()) < 1e-3
+        quantized = (tensor_views(_pixels(image), protocol, spec, quantize=True) - reference).abs() * std * 255
+        assert float(quantized.max()) < 1.0 + 1e-3 and float(quantized.mean()) <= float(levels.mean()) + 1e-3
+        if processor == "clip" or scheme == "ipce":  # horizontal-first images: PIL's pixels to a few in 10^3
+            assert float((quantized > 1e-3).float().mean()) < 0.01, size
 
 
 def test_tensor_resize_handles_both_filters_and_refuses_others() -> None:
@@ -107,6 +115,11 @@ def test_gradients_reach_the_pixels(tokenizer, backbone: str, scheme: str) -> No
     (output.score.sum() + output.grade_std.sum() + output.grade_entropy.sum()).backward()
     assert pixels.grad is not None and bool(torch.isfinite(pixels.grad).all())
     assert float(pixels.grad[0].abs().sum()) > 0 and float(pixels.grad[1].abs().sum()) > 0
+    # PIL's rounding passes the gradient straight through.
+    float_grad, pixels.grad = pixels.grad, None
+    model.score_pixels(pixels, prompt=["a red car", "a cat"], quantize=True).score.sum().backward()
+    assert bool(torch.isfinite(pixels.grad).all()) and float(pixels.grad.abs().sum()) > 0
+    assert float_grad.shape == pixels.grad.shape
     # Image 0's score does not depend on image 1's pixels.
     pixels.grad = None
     model.score_pixels(pixels).score[0].backward()
