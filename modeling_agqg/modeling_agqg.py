@@ -52,9 +52,6 @@ REMOTE_CODE_FILES = (
 )
 PIPELINE_CLASS = "ImageQualityPipeline"
 
-# The state-dict prefix of the backbone in folders saved when AGQG wrapped only CLIP (`self.clip`).
-LEGACY_BACKBONE_PREFIX = r"^clip\."
-
 # Keeps d = softplus(.) + eps strictly positive even where softplus underflows to 0 in float32.
 _MIN_SPACING = 1e-4
 
@@ -419,8 +416,10 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
     """Dual encoder + AGQG grading head: `pixel_values` in, a quality score and a grade distribution out.
 
     The backbone (`model.backbone`) is a `CLIPModel`, `SiglipModel` or `Siglip2Model` (`config.backbone_config`
-    records which); `backbones_agqg.BackboneAdapter` says how each gives embeddings and its similarity scale.
-    `model.clip` is kept as another name of `model.backbone`.
+    records which); `backbones_agqg.BackboneAdapter` says how each gives embeddings and its similarity scale. It is
+    registered as the submodule `clip` whatever its family: its weights keep the `clip.` state-dict prefix of every
+    folder saved before other backbones existed, and code that addresses `model.clip` (accelerate checkpoints,
+    name-based parameter groups) keeps working. `model.backbone` is the same module under a neutral name.
 
     The grade-prompt token ids and their text embeddings are buffers saved in `model.safetensors`,
     so scoring needs neither a tokenizer nor a text-tower pass. While the text tower trains, the
@@ -440,7 +439,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
     def __init__(self, config: AGQGConfig) -> None:
         super().__init__(config)
-        self.backbone = build_backbone(config.backbone_config)
+        self.clip = build_backbone(config.backbone_config)  # the backbone, any family (see the class docstring)
         embed_dim = self.adapter.embed_dim(config.backbone_config)
         # Its prompts come from a generator seeded with torch.initial_seed(): both gradings start from the same.
         self.prompt_learner: PromptLearner | None = None
@@ -476,9 +475,9 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         return adapter_for(self.config.backbone_config.model_type)
 
     @property
-    def clip(self) -> nn.Module:
-        """The backbone under its old name (`backbone`), for code written when AGQG wrapped only CLIP."""
-        return self.backbone
+    def backbone(self) -> nn.Module:
+        """The backbone (`CLIPModel`, `SiglipModel` or `Siglip2Model`), registered as the submodule `clip`."""
+        return self.clip
 
     @property
     def image_size(self) -> int:
@@ -935,18 +934,10 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> Any:
         """`PreTrainedModel.from_pretrained`, then the image processor and tokenizer saved beside the weights.
 
-        Folders saved before other backbones were supported store the CLIP weights under `clip.`; they are read
-        into `backbone.` (`key_mapping`), and the model saves them under `backbone.` from then on."""
-        key_mapping = dict(kwargs.pop("key_mapping", None) or {})
-        key_mapping.setdefault(LEGACY_BACKBONE_PREFIX, "backbone.")
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, key_mapping=key_mapping, **kwargs)
+        Folders saved before other backbones were supported (`clip_config`, weights under `clip.`) load as they
+        are: the config reads `clip_config` into `backbone_config`, and the backbone is still the submodule `clip`."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
-        # transformers 5 keeps the renamings it used, to undo them when saving: never write `clip.` again.
-        conversions = getattr(model, "_weight_conversions", None)
-        if conversions:
-            model._weight_conversions = [
-                c for c in conversions if list(getattr(c, "source_patterns", [])) != [LEGACY_BACKBONE_PREFIX]
-            ]
         hub_keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download", "proxies")
         hub_kwargs = {k: kwargs[k] for k in hub_keys if k in kwargs}
         model.image_processor = _load_image_processor(pretrained_model_name_or_path, hub_kwargs)

@@ -204,7 +204,7 @@ print(json.dumps({"scores": scores, "pipeline": result}))
 @pytest.mark.parametrize("python", LOADERS, ids=["same-env", "cross-env"][: len(LOADERS)])
 def test_a_folder_saved_by_main_and_resaved_loads_in_a_fresh_process(tmp_path: Path, python: str) -> None:
     """The fixture folder saved by main before backbones existed loads as it is (its own code) and, re-saved by
-    the new class (weights under `backbone.`, `backbone_config`), with the new code, scoring the same."""
+    the new class (`backbone_config`, the new remote code), scoring the same."""
     from PIL import Image
 
     from modeling_agqg import AGQGForImageQualityAssessment
