@@ -28,6 +28,7 @@ _EXPORTS = {
     "AGQGHead": "modeling_agqg",
     "AGQGOutput": "modeling_agqg",
     "expected_grade": "modeling_agqg",
+    "grade_spread": "modeling_agqg",
     "grade_to_score": "modeling_agqg",
     "grm_grade_probs": "modeling_agqg",
     "min_scaled_gap_for_unimodality": "modeling_agqg",
