@@ -77,7 +77,7 @@ class AGQGConfig(PretrainedConfig):
         alignment_template: Template with `{grade}` and `{prompt}` fields, used when a generation
             prompt is given for an image (IPCE-style text-image alignment grading).
         grading: `"agqg"` for the graded-response head, `"softmax"` for the baseline aggregation
-            (softmax over the K similarities with CLIP's logit scale, then the expected grade).
+            (softmax over the K similarities with the backbone's logit scale, then the expected grade).
         score_range: `(min, max)` of the dataset's MOS scale; grade 1 maps to min and grade K to max.
         ability_source: What the ability branch reads: the K grade similarities, the image embedding,
             or both.

@@ -879,7 +879,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         installed transformers has it, `Siglip2Model` (SigLIP 2 NaFlex; its NaFlex processor becomes the fixed-size
         one of `Siglip2Adapter.adapt_image_processor`). The family is read from the checkpoint's config.
 
-        The tokenizer is loaded the `AutoTokenizer` way (the class its `tokenizer_config.json` names: CLIP's BPE,
+        The tokenizer is loaded with `AutoTokenizer` (the one transformers pairs with the checkpoint: CLIP's BPE,
         SigLIP's SentencePiece, SigLIP 2's Gemma tokenizer, ...), the image processor by its saved
         `image_processor_type`.
 
