@@ -440,7 +440,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
     def __init__(self, config: AGQGConfig) -> None:
         super().__init__(config)
         self.clip = build_backbone(config.backbone_config)  # the backbone, any family (see the class docstring)
-        embed_dim = self.adapter.embed_dim(config.backbone_config)
+        embed_dim = self.backbone_adapter.embed_dim(config.backbone_config)
         # Its prompts come from a generator seeded with torch.initial_seed(): both gradings start from the same.
         self.prompt_learner: PromptLearner | None = None
         if config.prompt_learning is not None:
@@ -453,7 +453,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         self.head = AGQGHead(config, embed_dim) if config.grading == "agqg" else None
 
         num_prompts = config.num_grades * self._num_variants() * self._prompts_per_variant()
-        max_length = self.adapter.text_max_length(config.backbone_config)
+        max_length = self.backbone_adapter.text_max_length(config.backbone_config)
         self.register_buffer("grade_prompt_ids", torch.zeros(num_prompts, max_length, dtype=torch.long))
         self.register_buffer("grade_prompt_mask", torch.zeros(num_prompts, max_length, dtype=torch.long))
         self.register_buffer("grade_text_embeds", torch.zeros(config.num_grades, embed_dim))
@@ -470,7 +470,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
     # --- backbone --------------------------------------------------------------------------
 
     @property
-    def adapter(self) -> BackboneAdapter:
+    def backbone_adapter(self) -> BackboneAdapter:
         """How this model's backbone family gives embeddings and its similarity scale (`backbones_agqg`)."""
         return adapter_for(self.config.backbone_config.model_type)
 
@@ -482,32 +482,32 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
     @property
     def image_size(self) -> int:
         """The side of the square views the vision tower takes (SigLIP 2: sqrt(num_patches) * patch_size)."""
-        return self.adapter.image_size(self.config.backbone_config)
+        return self.backbone_adapter.image_size(self.config.backbone_config)
 
     def text_tower_parameters(self) -> list[nn.Parameter]:
         """The backbone parameters the text embeddings depend on (CLIP: text tower and text projection; SigLIP:
         text tower with its head). Freeze these to keep the grade-text features fixed (and cached)."""
-        return [p for module in self.adapter.text_modules(self.backbone) for p in module.parameters()]
+        return [p for module in self.backbone_adapter.text_modules(self.backbone) for p in module.parameters()]
 
     def vision_tower_parameters(self) -> list[nn.Parameter]:
         """The backbone parameters the image embeddings depend on (vision tower and, for CLIP, its projection)."""
-        return [p for module in self.adapter.vision_modules(self.backbone) for p in module.parameters()]
+        return [p for module in self.backbone_adapter.vision_modules(self.backbone) for p in module.parameters()]
 
     def get_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Normalised image embeddings, (B, 3, H, W) -> (B, D). SigLIP 2 views are patchified first
         (`backbones_agqg.patchify`)."""
-        return F.normalize(self.adapter.image_features(self.backbone, pixel_values), dim=-1)
+        return F.normalize(self.backbone_adapter.image_features(self.backbone, pixel_values), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised text embeddings, (N, L) -> (N, D). The mask reaches the tower only for backbones trained
         with one (CLIP); SigLIP reads the whole max_length-padded sequence, as it was trained."""
-        mask = attention_mask if self.adapter.text_reads_attention_mask else None
-        return F.normalize(self.adapter.text_features(self.backbone, input_ids, mask), dim=-1)
+        mask = attention_mask if self.backbone_adapter.text_reads_attention_mask else None
+        return F.normalize(self.backbone_adapter.text_features(self.backbone, input_ids, mask), dim=-1)
 
     def similarity_scale(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The backbone's own logit scale tau (shape ()) and logit bias (shape (), or None): CLIP's
         exp(logit_scale) clamped at 100 and no bias; SigLIP's exp(logit_scale) and logit_bias."""
-        return self.adapter.logit_scale(self.backbone), self.adapter.logit_bias(self.backbone)
+        return self.backbone_adapter.logit_scale(self.backbone), self.backbone_adapter.logit_bias(self.backbone)
 
     # --- grade prompts and their cached text embeddings --------------------------------------
 
@@ -557,8 +557,8 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
     def _tokenize(self, tokenizer: Any, texts: list[str]) -> dict[str, torch.Tensor]:
         """The backbone's text conventions: every prompt padded to the text tower's length (`padding="max_length"`,
         as CLIP and SigLIP were trained), truncated, lowercased for SigLIP 2; ids and mask (N, L)."""
-        max_length = self.adapter.text_max_length(self.config.backbone_config)
-        if self.adapter.lowercase_text:
+        max_length = self.backbone_adapter.text_max_length(self.config.backbone_config)
+        if self.backbone_adapter.lowercase_text:
             texts = [text.lower() for text in texts]
         tokens = tokenizer(
             texts,
@@ -858,7 +858,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
     def default_image_processor(self) -> Any:
         """The backbone family's standard preprocessing at this backbone's input size (CLIP: shorter-side resize
         and centre crop; SigLIP and SigLIP 2: fixed-size resize, see `BackboneAdapter.default_image_processor`)."""
-        return self.adapter.default_image_processor(self.config.backbone_config)
+        return self.backbone_adapter.default_image_processor(self.config.backbone_config)
 
     @classmethod
     def from_backbone(
