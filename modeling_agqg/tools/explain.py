@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..views_agqg import ImageLoadError, load_image_file, make_views
+from ..views_agqg import ImageLoadError, load_view_image, make_views
 from .inputs import is_url
 from .scoring import (
     EXIT_ABORTED,
@@ -36,17 +36,19 @@ PLOT_EXTRA = 'pip install matplotlib (or pip install "agqg[train]")'
 # ---------------------------------------------------------------------------------------------
 
 
-def _open_one_image(image: Any) -> tuple[Any, str]:
-    """(RGB PIL image, name) of the one image `explain` takes: a path or a PIL image; a folder, a list or a URL
-    is an `ImageLoadError` that says so."""
-    if isinstance(image, (str, os.PathLike)):
-        path = os.fspath(image)
-        if os.path.isdir(path):
-            raise ImageLoadError(f"{path}: is a folder; explain takes one image file (agqg score takes folders)")
-        if is_url(path):
-            raise ImageLoadError(f"{path}: URLs are not fetched; download the image and pass its path")
-        return load_image_file(path), path
-    return load_image_file(image), "<image>"
+def _check_one_image(image: Any) -> str:
+    """The name of the one image `explain` takes (a path or a PIL image), checked before the model loads: a
+    folder, a URL or a missing file is an `ImageLoadError` that says so."""
+    if not isinstance(image, (str, os.PathLike)):
+        return "<image>"
+    path = os.fspath(image)
+    if os.path.isdir(path):
+        raise ImageLoadError(f"{path}: is a folder; explain takes one image file (agqg score takes folders)")
+    if is_url(path):
+        raise ImageLoadError(f"{path}: URLs are not fetched; download the image and pass its path")
+    if not os.path.exists(path):
+        raise ImageLoadError(f"{path}: file not found")
+    return path
 
 
 def explain(
@@ -81,12 +83,15 @@ def explain(
         ImageLoadError: the image cannot be scored (missing, a folder, not an image, over the pixel budget, ...).
         ModelLoadError: the model cannot be loaded.
     """
-    picture, name = _open_one_image(image)  # before the model: a bad path fails fast
+    name = _check_one_image(image)  # before the model loads: a wrong path fails fast
     torch_device = resolve_device(device)
     model = load_model(model, torch_device, revision=revision, progress=progress)
     protocol = resolve_views(model, views, crops)
     processor = getattr(model, "image_processor", None) or model.default_image_processor()
-    pixel_values = make_views(picture, protocol, model.pixel_spec(), processor=processor)
+    spec = model.pixel_spec()
+    # The loader and view cutter of score() and the pipeline, so the score is theirs (reduced JPEG decoding too).
+    picture = load_view_image(image, protocol, spec, name if name != "<image>" else None)
+    pixel_values = make_views(picture, protocol, spec, processor=processor)
     compute_dtype = resolve_dtype(dtype, torch_device)
     scorer = Scorer(model, torch_device, compute_dtype, protocol)
     inputs: dict[str, torch.Tensor] = {"pixel_values": pixel_values.to(torch_device)}
