@@ -505,8 +505,19 @@ def test_revision_is_passed_to_from_pretrained(monkeypatch: pytest.MonkeyPatch, 
     ],
 )
 def test_a_wrong_model_says_what_was_tried_in_one_line(
-    command: str, model_arg: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    command: str,
+    model_arg: str,
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
+    import huggingface_hub.constants as hub_constants
+
+    # Offline mode as a user sets it: huggingface_hub reads the variable once, at import (which may have happened
+    # before the test session's own HF_HUB_OFFLINE=1), so its constant is set too.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     image = make_images(tmp_path / "images", 1)[0]
     model_arg = model_arg.format(tmp=tmp_path)
     extra = ["--out", str(tmp_path / "o.csv")] if command == "score" else ["--no-plot"]
