@@ -176,6 +176,7 @@ def render_model_card(
     datasets: Sequence[str] | None = None,
     code_repo: str | None = None,
     eval_results: Mapping[str, Any] | None = None,
+    space: str | None = None,
 ) -> ModelCard:
     """Renders the model card of a saved AGQG folder (reads `config.json`, `preprocessor_config.json` and, when
     present, `eval_results.json`).
@@ -188,6 +189,7 @@ def render_model_card(
         datasets: Overrides the training/evaluation dataset ids of the metadata.
         code_repo: The code repository serving this model's remote code, if any.
         eval_results: Overrides `eval_results.json` (already loaded and checked).
+        space: The Gradio Space (`"namespace/name"`) that demos this model, if any: the card links to it.
 
     Raises:
         CardError: a file is missing or malformed, or the rendered card does not validate.
@@ -216,6 +218,7 @@ def render_model_card(
         repo_id=repo_id,
         endpoint=HUB_URL,
         code_repo=code_repo,
+        space=space,
         synthetic=bool((eval_results or {}).get("synthetic", False)),
         base_model=card_data.base_model,
         license=license,

@@ -73,6 +73,7 @@ class PushReport:
     commit_oid: str | None = None
     code_repo: str | None = None
     error: str | None = None
+    space: Any = None  # the `hub_cards.space.SpaceReport` of a push with `space=`
 
     def summary(self) -> str:
         lines = [f"{self.repo_id}@{self.revision}: {len(self.uploaded)} uploaded, {len(self.unchanged)} unchanged"]
@@ -82,6 +83,8 @@ class PushReport:
             lines.append(f"remote code served from {self.code_repo}")
         if self.remote_only:
             lines.append(f"on the Hub but not in the folder (kept): {', '.join(self.remote_only)}")
+        if self.space is not None:
+            lines.append(self.space.summary())
         if self.error:
             lines.append(f"FAILED: {self.error}")
             lines.append(f"not on the Hub ({len(self.not_uploaded)}): {', '.join(self.not_uploaded) or '-'}")
@@ -255,6 +258,7 @@ def push(
     license: str = "apache-2.0",  # noqa: A002 - the card field's name
     regenerate_card: bool = False,
     exclude: Iterable[str] = (),
+    space: str | None = None,
 ) -> PushReport:
     """Publishes a saved AGQG model folder as one commit (see the module docstring).
 
@@ -271,9 +275,11 @@ def push(
         license: Licence id written into a generated card.
         regenerate_card: Render the card even when the folder has a `README.md` (else that file is uploaded as is).
         exclude: Extra glob patterns (relative paths) to leave out, on top of `DEFAULT_EXCLUDES`.
+        space: Also create or update this Gradio Space (`"namespace/name"`), whose app demos the model at the commit
+            just pushed (see `hub_cards.space`); a generated model card links to it.
 
     Returns:
-        A `PushReport` of what was uploaded and what was already there.
+        A `PushReport` of what was uploaded and what was already there (`space`: the Space's report).
 
     Raises:
         ModelFolderError: the folder is incomplete (nothing is uploaded).
@@ -290,7 +296,7 @@ def push(
     # Contents to upload: path -> local file, or bytes for the generated card and a rewritten config.
     contents: dict[str, Path | bytes] = {name: model_dir / name for name in _folder_files(model_dir, exclude)}
     if regenerate_card or "README.md" not in contents:
-        card = render_model_card(model_dir, repo_id=repo_id, license=license, code_repo=code_repo)
+        card = render_model_card(model_dir, repo_id=repo_id, license=license, code_repo=code_repo, space=space)
         contents["README.md"] = str(card).encode()
     else:
         check_model_card((model_dir / "README.md").read_text(encoding="utf-8"), require_agqg_fields=False)
@@ -338,6 +344,10 @@ def push(
     if mismatched:
         report.error, report.not_uploaded = "the Hub does not hold the pushed content", mismatched
         raise PushError(report.summary(), report)
+    if space is not None:
+        from .space import push_space_of
+
+        report.space = push_space_of(api, space, report, private=private, token=token, license=license)
     return report
 
 
@@ -431,6 +441,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--license", default="apache-2.0", help="licence id of the weights for a generated card")
     parser.add_argument("--regenerate-card", action="store_true", help="render README.md even if the folder has one")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave out matching files")
+    parser.add_argument(
+        "--space",
+        metavar="ORG/NAME",
+        help="also create/update this Gradio Space, a demo of the model pinned to the pushed commit",
+    )
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     parser.set_defaults(func=_run_push)
     return parser
@@ -454,6 +469,7 @@ def _run_push(args: argparse.Namespace) -> int:
             license=args.license,
             regenerate_card=args.regenerate_card,
             exclude=args.exclude,
+            space=args.space,
         )
     except (ModelFolderError, CardError) as error:
         print(f"error: {error}", file=sys.stderr)
