@@ -527,15 +527,25 @@ def run_demo(args: argparse.Namespace) -> int:
     label = Path(args.model).resolve().name if os.path.isdir(args.model) else args.model
     app = build_app(scorer, max_images=args.max_images, title=f"AGQG image quality: {label}")
     try:
-        app.launch(server_name="127.0.0.1", server_port=args.port, ssr_mode=False, **launch_options(args.max_file_mb))
+        app.launch(
+            server_name="127.0.0.1",
+            server_port=args.port,
+            ssr_mode=False,
+            quiet=True,
+            prevent_thread_lock=True,
+            **launch_options(args.max_file_mb),
+        )
     except OSError:  # the port is taken
         print(
             f"agqg demo: error: cannot serve on 127.0.0.1:{args.port}; is it in use? Pass another --port",
             file=sys.stderr,
         )
         return EXIT_USAGE
+    print(f"agqg demo: {args.model} at http://127.0.0.1:{args.port}/ (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        app.block_thread()  # until Ctrl-C (Gradio closes the server)
     except KeyboardInterrupt:
-        pass
+        app.close()
     return EXIT_OK
 
 
