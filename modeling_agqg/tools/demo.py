@@ -100,9 +100,11 @@ def explanation_figure(result: dict[str, Any], grm_grade_probs: Callable[..., An
     return figure
 
 
-def explanation_png(result: dict[str, Any], grm_grade_probs: Callable[..., Any], target: Any, dpi: int = 100) -> None:
-    """Saves `explanation_figure(result, grm_grade_probs)` as a PNG to a path or a binary file object."""
-    explanation_figure(result, grm_grade_probs).savefig(target, format="png", dpi=dpi)
+def save_explanation(result: dict[str, Any], grm_grade_probs: Callable[..., Any], target: Any, dpi: int = 100) -> None:
+    """Saves `explanation_figure(result, grm_grade_probs)` to a path (in the format of its suffix, e.g. .png or
+    .svg) or, as a PNG, to a binary file object."""
+    image_format = None if isinstance(target, (str, os.PathLike)) else "png"
+    explanation_figure(result, grm_grade_probs).savefig(target, format=image_format, dpi=dpi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class DemoScorer:
     def chart_png(self, result: dict[str, Any]) -> bytes:
         """The explanation figure of `result` as PNG bytes."""
         buffer = io.BytesIO()
-        explanation_png(result, self.grm_grade_probs, buffer, dpi=80)
+        save_explanation(result, self.grm_grade_probs, buffer, dpi=80)
         return buffer.getvalue()
 
     def is_input_error(self, error: BaseException) -> bool:
@@ -582,8 +584,8 @@ __all__ = [
     "add_parser",
     "build_app",
     "explanation_figure",
-    "explanation_png",
     "launch_options",
     "load_scorer",
+    "save_explanation",
     "score_files",
 ]

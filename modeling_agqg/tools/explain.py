@@ -101,9 +101,9 @@ def plot_explanation(result: dict[str, Any], path: str) -> None:
     """PNG: the grade distribution (top) and, on one latent axis, the GRM category curves, the difficulty
     thresholds b_k and the image's ability theta (bottom); the figure `agqg demo` shows (`demo.explanation_figure`)."""
     from ..modeling_agqg import grm_grade_probs
-    from .demo import explanation_png
+    from .demo import save_explanation
 
-    explanation_png(result, grm_grade_probs, path)
+    save_explanation(result, grm_grade_probs, path)
 
 
 def run_explain(args: argparse.Namespace) -> int:
