@@ -141,3 +141,13 @@ def test_score_is_exported_at_the_package_top_level() -> None:
     import modeling_agqg
 
     assert modeling_agqg.score is score
+
+
+@pytest.mark.slow
+def test_compile_gives_the_eager_scores(tiny_model) -> None:
+    """`score(..., compile=True)` (`agqg score --compile`): the compiled vision tower scores like the eager one."""
+    images = _images(3, seed=6)
+    eager = [r["score"] for r in score(images, model=tiny_model, dtype="fp32")]
+    compiled = [r["score"] for r in score(images, model=tiny_model, dtype="fp32", compile=True)]
+    assert getattr(tiny_model.clip.vision_model, "_compiled_call_impl", None) is not None
+    assert np.allclose(eager, compiled, atol=1e-4)

@@ -367,6 +367,7 @@ def score(
     as_dataframe: bool = False,
     progress: bool = False,
     revision: str | None = None,
+    compile: bool = False,  # noqa: A002 - the name of the CLI flag and of torch.compile
 ) -> list[dict[str, Any]] | Any:
     """Scores images in a notebook or script.
 
@@ -386,6 +387,8 @@ def score(
         as_dataframe: Return a pandas DataFrame instead of a list of dicts.
         progress: Show progress bars (model loading and scoring; never when `TQDM_DISABLE` is set).
         revision: Branch, tag or commit when `model` is a Hub id (pin it: the repository's code runs here).
+        compile: Compile the vision tower with `torch.compile` first (`compile_vision_tower`; worth it for large
+            runs only: the first batch pays the compile time).
 
     Returns:
         One dict per image in input order: path, score, grade, prob_<grade>..., ability (or path, error: an
@@ -406,6 +409,8 @@ def score(
         model = model.to(torch_device)
     protocol = resolve_views(model, views, crops)
     stream = ScoringStream(stream_config(model, protocol, [], batch_size))
+    if compile:
+        compile_vision_tower(model)
     scorer = Scorer(model, torch_device, resolve_dtype(dtype, torch_device), protocol)
     results: list[dict[str, Any]] = []
     items = list(_api_items(images_or_paths, prompts))
@@ -659,6 +664,8 @@ def run_score(args: argparse.Namespace) -> int:
     except ValueError as error:
         _error(str(error))
         return EXIT_USAGE
+    if args.compile:
+        compile_vision_tower(model)
     scorer = Scorer(model, device, dtype, protocol)
     outputs = _Outputs(args, scorer.columns, dist)
 
@@ -869,6 +876,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: by device)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the vision tower first (faster on long runs; the first batch pays the compile time)",
+    )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars (model loading included); TQDM_DISABLE=1 does the same"
     )
