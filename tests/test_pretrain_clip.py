@@ -1,4 +1,3 @@
-# Copyright 2026 The agqg authors. Licensed under the Apache License, Version 2.0.
 """The offline pretrained-CLIP stand-in (training/pretrain_clip.py): pairs, captions, loss, folder, cache."""
 
 from __future__ import annotations

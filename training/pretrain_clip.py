@@ -1,4 +1,3 @@
-# Copyright 2026 The agqg authors. Licensed under the Apache License, Version 2.0.
 r"""An offline stand-in for a pretrained CLIP: a tiny CLIP pretrained contrastively on captioned, graded
 distortions of real photographs, so that the frozen-backbone hosts (zero-shot CLIP-IQA, CoOp, MaPLe) have a
 backbone whose text and image sides already agree about quality.
@@ -10,8 +9,12 @@ The folder it writes is a normal CLIP folder (`CLIPModel.save_pretrained`, the t
 with the input size, mean and std used in pretraining): `AGQGForImageQualityAssessment.from_clip(folder)`,
 `CLIPModel.from_pretrained(folder)` and `--clip <folder>` take it exactly like `openai/clip-vit-base-patch16`.
 
+**Model.** `tiny_clip_config` shapes; by default 16 px input in 2-pixel patches (64 tokens), width 64, 2 layers and
+2 heads per tower, 64-d joint space (0.25 M parameters): the synthetic distortions live at the pixel scale, and the
+quickstart learns them best from 16 px crops in 2-pixel patches. Build the synthetic dataset at the same size.
+
 **Pairs.** The photographs of `training.synthetic` (scikit-image and matplotlib samples) except
-`HELD_OUT_PHOTOS`, which are never loaded: `crops_per_photo` crops per photo, cut like the synthetic dataset's
+`HELD_OUT_PHOTOS`, whose pixels are never read: `crops_per_photo` crops per photo, cut like the synthetic dataset's
 (same sizes, scales, auto-levelling, one random orientation and channel permutation per crop), each kept pristine,
 with every distortion type at levels 1..4 and with `combined_per_crop` random pairs of two different distortion
 types applied one after the other. The quality q of each image is *measured* against its pristine crop
@@ -30,7 +33,7 @@ quality     "a photo with poor quality.", "poor quality.",              one simu
 binary      "Bad photo.", "Good photo.", "a good photo of a rocket."    good with probability p(q)
 alignment   "a photo that poorly matches 'rocket'"                      r: badly / poorly / fairly / well /
                                                                         perfectly
-combined    "a fair quality photo of a rocket, slightly noisy."         r and the distortions
+combined    "a fair quality photo, slightly noisy."                     r and the distortions
 ==========  ==========================================================  =====================================
 
 The quality words are what one simulated rater would say: r = clip(round(q + e), 1, 5) with
@@ -41,6 +44,10 @@ LIQE prompts ranks images by quality instead of thresholding it. The templates c
 the five hosts (CLIP-IQA "Bad photo." / "Good photo.", LIQE "a photo with {grade} quality.", IPCE
 "a photo that {adverb} matches '{prompt}'" with the photo's name as the prompt, CoOp / MaPLe
 "{grade} quality."). Strength words name the applied level: 1 slightly, 2 moderately, 3 heavily, 4 extremely.
+
+**Batches.** `batch_size / images_per_crop` crops with `images_per_crop` of each crop's images
+(`GroupedBatchSampler`): inside a group the content words are equal, so only the distortion and quality words tell
+the captions apart (hard negatives). Each use turns an image by one of the 8 rotations/reflections.
 
 **Loss.** CLIP's symmetric InfoNCE with the learned logit scale tau = exp(t) (clamped at 100), over the B images
 of a batch and the U <= B *distinct* captions among theirs (the same caption is often drawn for several images):
@@ -54,6 +61,8 @@ P_u = {i : c(i) = u}. With all captions distinct this is exactly CLIP's loss.
 crops; `build_synthetic_dataset(..., test_sources=HELD_OUT_PHOTOS)` makes them the test photos of the synthetic
 quality dataset (synthetic seed 4 happens to hold out the same two), so a host trained on the other photos is
 tested on photos neither pretraining nor training has seen. `zero_shot_report` measures the zero-shot scores there.
+
+Measured pretraining time and zero-shot numbers: docs/pretrained_clip.md.
 """
 
 from __future__ import annotations
@@ -82,6 +91,7 @@ import torch.nn.functional as F
 
 from training.synthetic import (
     DISTORTIONS,
+    MONOTONE_MARGIN,
     NUM_LEVELS,
     Q_PRISTINE,
     Q_WORST,
@@ -138,13 +148,21 @@ __all__ = [
     "CAPTION_FAMILIES",
     "DEFAULT_OUTPUT_DIR",
     "HELD_OUT_PHOTOS",
+    "MAX_TOKENS",
     "PHOTO_CONTENT",
+    "PRETRAINING_FILE",
+    "ZERO_SHOT_PROMPTS",
+    "GroupedBatchSampler",
     "PretrainClipArguments",
     "PretrainingPairs",
     "build_pretrained_clip",
     "build_pretraining_pairs",
     "caption_for",
     "contrastive_loss",
+    "format_report",
+    "is_complete",
+    "pixel_values_of",
+    "pretrain",
     "zero_shot_report",
 ]
 
@@ -170,7 +188,7 @@ class PretrainClipArguments:
         default_factory=lambda: [0.3, 0.3, 0.15, 0.1, 0.15],
         metadata={"help": f"sampling weights of the caption families {', '.join(CAPTION_FAMILIES)}"},
     )
-    steps: int = field(default=1500, metadata={"help": "AdamW steps"})
+    steps: int = field(default=1600, metadata={"help": "AdamW steps"})
     batch_size: int = field(default=128, metadata={"help": "images per step"})
     images_per_crop: int = field(
         default=8,
@@ -188,12 +206,13 @@ class PretrainClipArguments:
     num_threads: int = field(default=1, metadata={"help": "torch threads (1 is fastest for a model this small)"})
     evaluate: bool = field(default=True, metadata={"help": "zero-shot report on the held-out photos afterwards"})
     eval_crops_per_source: int = field(default=30, metadata={"help": "crops per photo of the report's dataset"})
+    eval_seed: int = field(default=0, metadata={"help": "data seed of the report's dataset (same for every seed)"})
     eval_data_dir: str | None = field(default=None, metadata={"help": "cache folder of the report's dataset"})
 
     def key_fields(self) -> dict[str, Any]:
         """The arguments that determine the weights (everything but where, whether and how verbosely)."""
         skip = {"output_dir", "overwrite", "disable_tqdm", "num_threads", "evaluate", "eval_crops_per_source"}
-        skip.add("eval_data_dir")
+        skip |= {"eval_data_dir", "eval_seed"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
     def cache_key(self) -> str:
@@ -269,7 +288,7 @@ def build_pretraining_pairs(
     for name in names:
         for crop in cut_source_crops(photos[name], image_size, crops_per_photo, crop_scales, rng):
             crop = random_orientation_and_channels(crop, rng)
-            first_image = len(images)
+            first_image, crop_id = len(images), (crop_ids[-1] + 1 if crop_ids else 0)
             images.append(crop)
             sources.append(name)
             applied.append(())
@@ -279,7 +298,8 @@ def build_pretraining_pairs(
                 for level in range(1, NUM_LEVELS + 1):
                     distorted = apply_distortion(crop, kind, level, rng)
                     # A stronger setting of one distortion never scores better (as in the synthetic dataset).
-                    measured = min(measured_quality(crop, distorted), previous - 0.02 if level > 1 else Q_PRISTINE)
+                    cap = previous - MONOTONE_MARGIN if level > 1 else Q_PRISTINE
+                    measured = min(measured_quality(crop, distorted), cap)
                     previous = measured
                     images.append(distorted)
                     sources.append(name)
@@ -296,7 +316,7 @@ def build_pretraining_pairs(
                 sources.append(name)
                 applied.append(steps)
                 quality.append(measured_quality(crop, distorted))
-            crop_ids += [len(set(crop_ids))] * (len(images) - first_image)
+            crop_ids += [crop_id] * (len(images) - first_image)
     return PretrainingPairs(
         np.stack(images), sources, applied, np.asarray(quality, dtype=np.float64), np.asarray(crop_ids, dtype=np.int64)
     )
@@ -669,7 +689,7 @@ def build_pretrained_clip(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, seed: 
                 record["zero_shot"] = zero_shot_report(
                     staging,
                     held_out_photos=args.held_out_photos,
-                    seed=args.seed,
+                    seed=args.eval_seed,
                     crops_per_source=args.eval_crops_per_source,
                     data_dir=args.eval_data_dir,
                 )
