@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AGQG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -38,15 +37,11 @@ def tokenizer():
 
 
 def make_tiny_model(tokenizer, **config_overrides):
-    """A tiny randomly initialised AGQG model (32x32 input), seeded, in eval mode."""
-    from transformers import CLIPModel
+    """A tiny randomly initialised AGQG model (32x32 input, seed 0, eval mode): `modeling_agqg.tools.offline`'s
+    one tiny-model builder, which training and the benchmarks use too."""
+    from modeling_agqg.tools.offline import tiny_agqg_model
 
-    from modeling_agqg import AGQGForImageQualityAssessment
-    from modeling_agqg.tools.offline import tiny_clip_config
-
-    torch.manual_seed(0)
-    clip = CLIPModel(tiny_clip_config(tokenizer))
-    return AGQGForImageQualityAssessment.from_clip(clip, tokenizer=tokenizer, **config_overrides)
+    return tiny_agqg_model(tokenizer=tokenizer, seed=0, **config_overrides)
 
 
 @pytest.fixture
