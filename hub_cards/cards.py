@@ -219,6 +219,7 @@ def render_model_card(
     eval_results: Mapping[str, Any] | None = None,
     revision: str | None = None,
     code_revision: str | None = None,
+    space: str | None = None,
 ) -> ModelCard:
     """Renders the model card of a saved AGQG folder (reads `config.json`, `preprocessor_config.json` and, when
     present, `eval_results.json`).
@@ -234,6 +235,7 @@ def render_model_card(
         revision: The commit of `repo_id` that holds this model's code and weights: the usage examples pin it. `None`
             (not pushed yet): they say `revision="main"` and ask the reader to pin a commit.
         code_revision: The commit of `code_repo` that holds the code, pinned likewise.
+        space: The Gradio Space (`"namespace/name"`) that demos this model, if any: the card links to it.
 
     Raises:
         CardError: a file is missing or malformed, or the rendered card does not validate.
@@ -263,6 +265,7 @@ def render_model_card(
         repo_id=repo_id,
         endpoint=HUB_URL,
         code_repo=code_repo,
+        space=space,
         synthetic=bool((eval_results or {}).get("synthetic", False)),
         base_model=source.hub_id,
         local_base_model=source.local_name is not None,

@@ -104,6 +104,7 @@ class PushReport:
     code_repo: str | None = None
     code_revision: str | None = None
     error: str | None = None
+    space: Any = None  # the `hub_cards.space.SpaceReport` of a push with `space=`
 
     def summary(self) -> str:
         lines = [f"{self.repo_id}@{self.revision}: {len(self.uploaded)} uploaded, {len(self.unchanged)} unchanged"]
@@ -122,6 +123,8 @@ class PushReport:
         if self.left_out:
             lines.append(f"left out ({len(self.left_out)}):")
             lines.extend(f"  {entry}" for entry in self.left_out)
+        if self.space is not None:
+            lines.append(self.space.summary())
         if self.error:
             lines.append(f"FAILED: {self.error}")
             lines.append(f"not on the Hub ({len(self.not_uploaded)}): {', '.join(self.not_uploaded) or '-'}")
@@ -463,6 +466,7 @@ def push(
     license: str = "apache-2.0",  # noqa: A002 - the card field's name
     regenerate_card: bool = False,
     exclude: Iterable[str] = (),
+    space: str | None = None,
 ) -> PushReport:
     """Publishes a saved AGQG model folder (see the module docstring): its files in one commit, then the generated
     card, pinned to that commit, in a second one.
@@ -482,9 +486,11 @@ def push(
             unpinned).
         exclude: Glob patterns of top-level names to leave out as well (only files a repository needs are published
             in any case).
+        space: Also create or update this Gradio Space (`"namespace/name"`), whose app demos the model at the commit
+            just pushed (see `hub_cards.space`); a generated model card links to it.
 
     Returns:
-        A `PushReport` of what was uploaded, left out, redacted and pinned.
+        A `PushReport` of what was uploaded, left out, redacted and pinned (`space`: the Space's report).
 
     Raises:
         ModelFolderError: the folder is incomplete or a file would publish a local path (nothing is created).
@@ -515,6 +521,7 @@ def push(
                 eval_results=eval_results,
                 revision=pinned,
                 code_revision=code_pinned,
+                space=space,
             )
             return str(card).encode()
 
@@ -581,6 +588,10 @@ def push(
     if mismatched:
         report.error, report.not_uploaded = "the Hub does not hold the pushed content", mismatched
         raise PushError(report.summary(), report)
+    if space is not None:
+        from .space import push_space_of
+
+        report.space = push_space_of(api, space, report, private=private, token=token, license=license)
     return report
 
 
@@ -746,6 +757,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--exclude", action="append", default=[], metavar="GLOB", help="also leave out top-level files matching GLOB"
     )
+    parser.add_argument(
+        "--space",
+        metavar="ORG/NAME",
+        help="also create/update this Gradio Space, a demo of the model pinned to the pushed commit",
+    )
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     parser.set_defaults(func=_run_push)
     return parser
@@ -769,6 +785,7 @@ def _run_push(args: argparse.Namespace) -> int:
             license=args.license,
             regenerate_card=args.regenerate_card,
             exclude=args.exclude,
+            space=args.space,
         )
     except (ModelFolderError, CardError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
-from .views_agqg import ImageLoadError, PixelSpec, ViewProtocol, load_image_file, make_views
+from .views_agqg import ImageLoadError, PixelSpec, ViewProtocol, load_view_image, make_views
 
 
 class ImageQualityPipeline(Pipeline):
@@ -64,8 +64,8 @@ class ImageQualityPipeline(Pipeline):
             if "image" not in inputs:
                 raise ImageLoadError(f"input dict has no 'image' key (keys: {sorted(inputs)})")
             inputs, prompt = inputs["image"], inputs.get("prompt")
-        image = load_image_file(inputs)
         protocol = protocol or self.model.view_protocol()
+        image = load_view_image(inputs, protocol, self.pixel_spec)
         pixel_values = make_views(image, protocol, self.pixel_spec, processor=self.image_processor)
         model_inputs = {"pixel_values": pixel_values}
         if prompt is not None:

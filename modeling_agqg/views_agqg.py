@@ -68,7 +68,13 @@ def _check_pixels(name: str, width: int, height: int, budget: int, what: str = "
         )
 
 
-def load_image_file(source: Any, name: str | None = None, *, max_pixels: int | None = None) -> Any:
+def load_image_file(
+    source: Any,
+    name: str | None = None,
+    *,
+    max_pixels: int | None = None,
+    reduced_decode: Any = None,
+) -> Any:
     """Opens an image as 8-bit RGB, whatever its storage, within the pixel budget.
 
     Accepts a path (str or `os.PathLike`), the encoded bytes of an image file, or a PIL image. EXIF
@@ -81,6 +87,10 @@ def load_image_file(source: Any, name: str | None = None, *, max_pixels: int | N
         source: What to open.
         name: How error messages name the input (default: the path, or a description).
         max_pixels: Pixel budget (default `max_image_pixels()`).
+        reduced_decode: Optional `(width, height) -> (min_width, min_height) | None`: for a JPEG, called with the
+            size in its header; the decoder then scales down by 1/2, 1/4 or 1/8 in the DCT domain (PIL's draft
+            mode) as far as it can while staying at least that large, and the pixel budget applies to the
+            decoded size (see `load_view_image`).
 
     Raises:
         ImageLoadError: the file is missing, not an image, truncated, over the pixel budget, a URL, or
@@ -105,7 +115,7 @@ def load_image_file(source: Any, name: str | None = None, *, max_pixels: int | N
             if os.path.isdir(path):
                 raise ImageLoadError(f"{name}: is a folder, not an image file")
             opener = path
-        image = _open_within_budget(opener, name, budget)
+        image = _open_within_budget(opener, name, budget, reduced_decode)
     else:
         raise ImageLoadError(f"cannot read an image from {type(source).__name__}: pass a file path or a PIL image")
     try:
@@ -116,13 +126,17 @@ def load_image_file(source: Any, name: str | None = None, *, max_pixels: int | N
         raise ImageLoadError(f"{name}: cannot convert to RGB ({error})") from error
 
 
-def _open_within_budget(opener: Any, name: str, budget: int) -> Any:
-    """Reads the header, checks the size against the budget, then decodes."""
+def _open_within_budget(opener: Any, name: str, budget: int, reduced_decode: Any = None) -> Any:
+    """Reads the header, sets up a reduced JPEG decode if asked, checks the size against the budget, decodes."""
     try:
         with warnings.catch_warnings():
             # The budget below replaces PIL's own warning threshold.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(opener)
+            if reduced_decode is not None and image.format == "JPEG":
+                least = reduced_decode(image.width, image.height)
+                if least is not None:
+                    image.draft("RGB" if image.mode in ("RGB", "YCbCr") else None, least)
             _check_pixels(name, image.width, image.height, budget)
             image.load()
     except ImageLoadError:
@@ -619,3 +633,31 @@ def _ipce_views(
     ]
     resized = F.interpolate(whole.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False)
     return torch.cat([torch.stack(patches), resized])
+
+
+DRAFT_MARGIN = 2
+"""A reduced JPEG decode keeps the decoded image at least this many times the resize target on both sides, so
+the processor's bicubic resize still does most of the downscaling (DCT-domain scaling alone is not the
+processor's filter)."""
+
+
+def load_view_image(source: Any, protocol: ViewProtocol, spec: PixelSpec | None, name: str | None = None) -> Any:
+    """`load_image_file` for `make_views(image, protocol, spec)`: the one loader the pipeline, `score()`,
+    `agqg score` and training use for files and encoded bytes.
+
+    When the protocol needs only the resized view (`resize`) and the spec resizes, JPEGs are decoded at the
+    smallest DCT-domain scale (1, 1/2, 1/4 or 1/8) that keeps them at least `DRAFT_MARGIN` x the resize target:
+    a 2048x2048 JPEG for a 224-pixel model decodes at 512x512. That is not bit-identical to a full decode
+    followed by the same resize (the DCT scaling is a box-like filter); docs/scoring.md states the measured
+    effect on scores. The crop schemes need native resolution and always decode in full.
+    """
+    reduced_decode = None
+    if protocol.scheme == "resize" and spec is not None:
+
+        def reduced_decode(width: int, height: int) -> tuple[int, int] | None:
+            target = spec.resized_hw(height, width)
+            if target is None:
+                return None
+            return DRAFT_MARGIN * target[1], DRAFT_MARGIN * target[0]
+
+    return load_image_file(source, name, reduced_decode=reduced_decode)

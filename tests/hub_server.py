@@ -6,8 +6,8 @@ for downloads), `transformers` and `datasets` call to create a repository, uploa
 written from those clients' behaviour (request shapes and the response fields and headers they read), not from
 the Hub's own code:
 
-* `POST /api/repos/create`, `GET /api/{models,datasets}/{repo}[/revision/{rev}]` (repo info),
-  `POST .../branch/{name}` and `GET .../refs`;
+* `POST /api/repos/create`, `GET /api/{models,datasets,spaces}/{repo}[/revision/{rev}]` (repo info),
+  `POST .../branch/{name}` and `GET .../refs`; a Space needs an `sdk` and starts with the Hub's default README;
 * `POST .../preupload/{rev}` (regular or LFS upload mode, the stored oid so unchanged files are skipped);
 * the git-LFS batch API (`POST /{repo}.git/info/lfs/objects/batch`) with single-part `PUT` uploads and a
   verify step, as used when Xet is disabled (`HF_HUB_DISABLE_XET=1`);
@@ -16,7 +16,8 @@ the Hub's own code:
   files (`X-Linked-Etag`, `X-Linked-Size`), byte ranges, and the Hub's 404 error codes (`RepoNotFound`,
   `RevisionNotFound`, `EntryNotFound`);
 * `GET .../tree/{rev}[/{path}]` and `POST .../paths-info/{rev}`;
-* `POST /api/validate-yaml`: the card metadata checks listed in `validate_card_metadata`;
+* `POST /api/validate-yaml`: the card metadata checks listed in `validate_card_metadata` (also those of a Space's
+  README: `sdk`, `sdk_version`, `app_file`, colours, `short_description`, `models`);
 * `GET /api/agent-harnesses`: the registry huggingface_hub reads for its user agent (empty here).
 
 Like the Hub, large files live on a second origin (a storage host): LFS uploads and downloads go to pre-signed
@@ -84,6 +85,10 @@ KNOWN_PIPELINE_TAGS = {
     "zero-shot-image-classification", "graph-ml", "mask-generation", "zero-shot-object-detection", "text-to-3d",
     "image-to-3d", "image-feature-extraction", "video-text-to-text", "keypoint-detection", "any-to-any", "other",
 }  # fmt: skip
+# Space metadata the Hub accepts (from its Spaces configuration reference).
+SPACE_SDKS = {"gradio", "streamlit", "docker", "static"}
+SPACE_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+SPACE_SHORT_DESCRIPTION_MAX = 60
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 
 
@@ -202,7 +207,40 @@ def validate_card_metadata(content: str, repo_type: str) -> list[str]:
         errors.append(f'"pipeline_tag" must be a known task of a model repo, got {pipeline_tag!r}')
     if "model-index" in metadata:
         errors.extend(_model_index_errors(metadata["model-index"]))
+    if repo_type == "space":
+        errors.extend(_space_metadata_errors(metadata))
     return errors
+
+
+def _space_metadata_errors(metadata: dict[str, Any]) -> list[str]:
+    """A Space README: a known `sdk`; `sdk_version`, `app_file`, `title`, `emoji`, `python_version` strings; known
+    thumbnail colours; `short_description` of at most 60 characters; `pinned` a boolean; `models` Hub repo ids."""
+    errors = []
+    if metadata.get("sdk") not in SPACE_SDKS:
+        errors.append(f'"sdk" must be one of {sorted(SPACE_SDKS)}, got {metadata.get("sdk")!r}')
+    for key in ("sdk_version", "app_file", "title", "emoji", "python_version", "short_description"):
+        if key in metadata and not (isinstance(metadata[key], str) and metadata[key]):
+            errors.append(f'"{key}" must be a non-empty string, got {metadata[key]!r}')
+    for key in ("colorFrom", "colorTo"):
+        if key in metadata and metadata[key] not in SPACE_COLORS:
+            errors.append(f'"{key}" must be one of {sorted(SPACE_COLORS)}, got {metadata[key]!r}')
+    if len(str(metadata.get("short_description", ""))) > SPACE_SHORT_DESCRIPTION_MAX:
+        errors.append(f'"short_description" must be at most {SPACE_SHORT_DESCRIPTION_MAX} characters')
+    if "pinned" in metadata and not isinstance(metadata["pinned"], bool):
+        errors.append(f'"pinned" must be a boolean, got {metadata["pinned"]!r}')
+    models = metadata.get("models")
+    for model in models if isinstance(models, list) else [models] if models is not None else []:
+        if not isinstance(model, str) or not _REPO_ID.match(model):
+            errors.append(f'"models" entry {model!r} is not a Hub repo id')
+    return errors
+
+
+def default_space_readme(name: str, sdk: str) -> bytes:
+    """The README the Hub puts in a new Space: its metadata and a pointer to the configuration reference."""
+    return (
+        f"---\ntitle: {name}\nemoji: 🚀\ncolorFrom: blue\ncolorTo: green\nsdk: {sdk}\npinned: false\n---\n\n"
+        "Check out the configuration reference at https://huggingface.co/docs/hub/spaces-config-reference\n"
+    ).encode()
 
 
 def _model_index_errors(model_index: Any) -> list[str]:
@@ -375,6 +413,8 @@ class HubServer:
         repo_id = f"{organization or USER}/{name}"
         if repo_type not in URL_PREFIXES or not isinstance(name, str) or not _REPO_ID.match(repo_id):
             raise HubError(400, f"invalid repository type or name: {repo_type!r} {repo_id!r}")
+        if repo_type == "space" and payload.get("sdk") not in SPACE_SDKS:
+            raise HubError(400, f"a Space needs an sdk, one of {sorted(SPACE_SDKS)}; got {payload.get('sdk')!r}")
         url = f"{self.url}/{URL_PREFIXES[repo_type]}{repo_id}"
         with self._lock:
             if (repo_type, repo_id) in self.repos:
@@ -386,6 +426,9 @@ class HubServer:
             files = {
                 ".gitattributes": StoredFile(len(gitattributes), git_blob_oid(gitattributes), content=gitattributes)
             }
+            if repo_type == "space":  # ... and a new Space a README with its metadata
+                readme = default_space_readme(name, payload["sdk"])
+                files["README.md"] = StoredFile(len(readme), git_blob_oid(readme), content=readme)
             repo.branches["main"] = self._new_commit(repo, None, "initial commit", files).oid
             self.repos[(repo_type, repo_id)] = repo
         return 200, {"url": url, "name": repo_id, "id": repo_id}
@@ -419,6 +462,8 @@ class HubServer:
                 parsed = json.loads(config.content)
                 info["config"] = {k: parsed[k] for k in ("architectures", "model_type", "auto_map") if k in parsed}
             info["library_name"] = (info.get("cardData") or {}).get("library_name")
+        if repo.repo_type == "space":
+            info["sdk"] = (info.get("cardData") or {}).get("sdk")
         return info
 
     def preupload(self, repo: Repo, revision: str, payload: dict[str, Any]) -> dict[str, Any]:

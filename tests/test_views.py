@@ -326,3 +326,50 @@ def test_images_over_the_pixel_budget_are_refused_before_decoding(tmp_path: Path
     monkeypatch.setenv("AGQG_MAX_IMAGE_PIXELS", "200000")
     with pytest.raises(ImageLoadError, match="ipce-resized image"):
         make_views(_smooth_image(2, 300, seed=0), ViewProtocol.parse("ipce"), spec)
+
+
+# --- reduced JPEG decoding for the resize protocol --------------------------------------------------------------
+
+# Stated tolerance of the reduced decode against a full decode, in 0-255 pixel units of the resized view.
+DRAFT_MEAN_PIXELS = 1.0
+DRAFT_MAX_PIXELS = 8.0
+
+
+def _jpeg_bytes(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("side", [1024, 2048])
+def test_reduced_jpeg_decode_stays_within_the_stated_tolerance(side: int, shared_data: Path) -> None:
+    from modeling_agqg.views_agqg import load_view_image
+
+    _, spec = _spec()
+    resize = ViewProtocol()
+    files = sorted(shared_data.glob("AGIQA-3K/images/*.jpg"))
+    assert files
+    for path in files:
+        data = _jpeg_bytes(load_image_file(path).resize((side, side), Image.Resampling.BICUBIC))
+        full = resized_view(load_image_file(data), spec)
+        reduced_image = load_view_image(data, resize, spec)
+        assert reduced_image.size[0] < side  # the decoder really scaled down
+        assert min(reduced_image.size) >= 2 * 224
+        difference = (resized_view(reduced_image, spec) - full).abs() * torch.tensor(CLIP_STD).view(3, 1, 1) * 255
+        assert float(difference.mean()) <= DRAFT_MEAN_PIXELS, (path, float(difference.mean()))
+        assert float(difference.max()) <= DRAFT_MAX_PIXELS, (path, float(difference.max()))
+
+
+def test_reduced_decode_only_for_the_resize_scheme_and_within_the_budget(monkeypatch) -> None:
+    from modeling_agqg.views_agqg import load_view_image
+
+    _, spec = _spec()
+    data = _jpeg_bytes(_smooth_image(2048, 2048, seed=9))
+    monkeypatch.setenv("AGQG_MAX_IMAGE_PIXELS", str(1_000_000))
+    assert load_view_image(data, ViewProtocol(), spec).size == (512, 512)  # 1/4 scale: >= 2 x 224
+    with pytest.raises(ImageLoadError, match="pixel budget"):
+        load_view_image(data, ViewProtocol.parse("crops:4"), spec)  # crops need native resolution
+    small = _jpeg_bytes(_smooth_image(300, 300, seed=9))
+    assert load_view_image(small, ViewProtocol(), spec).size == (300, 300)  # nothing to gain: full decode

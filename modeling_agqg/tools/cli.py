@@ -25,6 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "modeling_agqg.tools.explain",
         "print and plot one image's grade distribution, ability and difficulty thresholds",
     ),
+    "demo": (
+        "modeling_agqg.tools.demo",
+        "a local web app: drop or paste images, see score, grade and the grade-distribution chart",
+    ),
     "push": ("hub_cards.publish", "push a saved model folder to the Hugging Face Hub with a generated model card"),
 }
 

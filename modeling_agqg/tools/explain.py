@@ -106,47 +106,11 @@ def format_explanation(result: dict[str, Any]) -> str:
 
 def plot_explanation(result: dict[str, Any], path: str) -> None:
     """PNG: the grade distribution (top) and, on one latent axis, the GRM category curves, the difficulty
-    thresholds b_k and the image's ability theta (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    thresholds b_k and the image's ability theta (bottom); the figure `agqg demo` shows (`demo.explanation_figure`)."""
     from ..modeling_agqg import grm_grade_probs
+    from .demo import save_explanation
 
-    names = list(result["grade_probs"])
-    probs = list(result["grade_probs"].values())
-    theta = result["ability"]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8.5, 6), gridspec_kw={"height_ratios": [1, 1.2]})
-    top.bar(names, probs, color="#4c72b0")
-    top.set_ylim(0, 1)
-    top.set_ylabel("P(grade)")
-    top.set_title(f"{Path(result['path']).name}: score {result['score']:.3f}, grade '{result['grade']}'")
-    for index, prob in enumerate(probs):
-        top.text(index, prob + 0.02, f"{prob:.2f}", ha="center")
-    if result["difficulties"] is not None:
-        thresholds = result["difficulties"]
-        a = result["discrimination"]
-        margin = 4.0 / a + 0.5
-        low, high = min(thresholds + [theta]) - margin, max(thresholds + [theta]) + margin
-        grid = torch.linspace(low, high, 400)
-        curves = grm_grade_probs(grid, torch.tensor(thresholds), torch.tensor(a))
-        for index, name in enumerate(names):
-            bottom.plot(grid.numpy(), curves[:, index].numpy(), label=f"P({name} | theta)")
-        for index, b in enumerate(thresholds):
-            bottom.axvline(b, color="grey", linestyle="--", linewidth=1)
-            bottom.text(b, 1.02, f"b{index + 1}", ha="center", color="grey")
-        bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
-        bottom.text(0.5, 0.5, "softmax grading: no thresholds", transform=bottom.transAxes, ha="center")
-    bottom.axvline(theta, color="#c44e52", linewidth=2)
-    bottom.text(theta, -0.12, f"theta={theta:+.2f}", ha="center", color="#c44e52")
-    bottom.set_ylim(-0.18, 1.1)
-    bottom.set_xlabel("latent quality (ability theta; difficulty thresholds b_k)")
-    bottom.set_ylabel("P(grade | theta)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_explanation(result, grm_grade_probs, path)
 
 
 def run_explain(args: argparse.Namespace) -> int:

@@ -111,6 +111,14 @@ def load_model(model: Any, device: torch.device | None = None) -> Any:
     return model.eval()
 
 
+def compile_vision_tower(model: Any) -> Any:
+    """Compiles the vision tower in place with `torch.compile` (opt-in: `agqg score --compile`, `score(...,
+    compile=True)`): the first batches of each new shape pay the compile time (tens of seconds on CPU; measured
+    in docs/scoring.md), later ones run faster. The weights and their names are unchanged."""
+    model.clip.vision_model.compile()
+    return model
+
+
 def resolve_views(model: Any, views: Any = None, crops: int | None = None) -> ViewProtocol:
     """The view protocol a scoring run applies: `views` (a spec such as `"ipce"`, `"crops:15"`, a dict or a
     `ViewProtocol`), else `crops=N` as shorthand for `"crops:N"` (0: `"resize"`), else the model's own."""

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..views_agqg import ImageLoadError, PixelSpec, ViewProtocol, load_image_file, make_views
+from ..views_agqg import ImageLoadError, PixelSpec, ViewProtocol, load_view_image, make_views
 from .inputs import DatasetRef, ScoringItem, dataset_splits, iter_items
 
 
@@ -197,7 +197,7 @@ class ScoringStream(IterableDataset):
             source, prompt = reader.read(item.dataset_row)
         else:
             source = item.path
-        image = load_image_file(source, item.key)
+        image = load_view_image(source, config.protocol, config.spec, item.key)
         return make_views(image, config.protocol, config.spec, processor=config.image_processor), prompt
 
 
