@@ -154,6 +154,9 @@ class DataOptions:
     synthetic_image_size: int = field(default=64, metadata={"help": "side of the synthetic crops"})
     synthetic_crops_per_source: int = field(default=10, metadata={"help": "crops per source photo (21 images each)"})
     synthetic_distortions: list[str] | None = field(default=None, metadata={"help": "subset of the distortions"})
+    synthetic_test_sources: list[str] | None = field(
+        default=None, metadata={"help": "fixed test photos (e.g. those held out of pretraining); default by split"}
+    )
     data_on_bad_rows: Literal["error", "skip"] = field(
         default="error", metadata={"help": "error: stop naming the file and row; skip: drop and count them"}
     )

@@ -59,12 +59,14 @@ def load_splits(options: DataOptions) -> Any:
     if options.dataset == SYNTHETIC:
         from training.synthetic import build_synthetic_dataset
 
+        fixed_test = {"test_sources": options.synthetic_test_sources} if options.synthetic_test_sources else {}
         return build_synthetic_dataset(
             options.data_root,
             image_size=options.synthetic_image_size,
             seed=int(options.split) if options.split else 0,
             crops_per_source=options.synthetic_crops_per_source,
             distortions=options.synthetic_distortions,
+            **fixed_test,
         )
     from training.data import load_split
 
