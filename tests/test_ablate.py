@@ -230,3 +230,18 @@ def test_tiny_ablation_grid_end_to_end(tmp_path: Path) -> None:
     before = (output / "split_1" / "liqe_agqg" / "model" / "model.safetensors").stat().st_mtime_ns
     assert main(["--config", str(grid), "--hosts", "liqe", "--no_plots", "--output_dir", str(output)]) == 0
     assert (output / "split_1" / "liqe_agqg" / "model" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_the_shipped_grid_resolves_for_every_run(tmp_path: Path) -> None:
+    from training.ablate import run_options
+
+    grid = read_grid("synthetic.yaml")
+    assert grid.hosts == ["clip-iqa", "liqe", "ipce", "coop", "maple"] and len(grid.splits) >= 3
+    for host in grid.hosts:
+        for grading in grid.gradings:
+            options = run_options(grid, host, grading, grid.splits[-1], tmp_path / "run", [], tmp_path / "data")
+            assert options.model.clip == "runs/tiny-clip" and options.model.grading == grading
+            assert options.data.synthetic_test_sources == ["astronaut", "chelsea"]
+            assert options.training.seed == grid.seed + len(grid.splits) - 1
+    ipce = run_options(grid, "ipce", "agqg", "1", tmp_path / "run", [], tmp_path / "data")
+    assert ipce.model.view_protocol["short_side"] == 37 and ipce.data.generation_prompts

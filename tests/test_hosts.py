@@ -258,16 +258,12 @@ def test_maple_vision_prompts_change_image_features_and_learn() -> None:
 
 
 def test_maple_couples_towers_of_different_widths(tokenizer: Any) -> None:
-    from transformers import CLIPModel
-
-    from modeling_agqg import AGQGForImageQualityAssessment
-    from modeling_agqg.tools.offline import tiny_clip_config
+    from modeling_agqg.tools.offline import random_agqg_model, tiny_clip_config
 
     config = tiny_clip_config(tokenizer)
     config.vision_config.hidden_size, config.vision_config.intermediate_size = 48, 192  # ViT-B: 512 text, 768 vision
-    torch.manual_seed(0)
-    model = AGQGForImageQualityAssessment.from_clip(
-        CLIPModel(config), tokenizer=tokenizer, prompt_learning="maple", prompt_depth=2, num_context_tokens=3
+    model = random_agqg_model(
+        config, tokenizer=tokenizer, prompt_learning="maple", prompt_depth=2, num_context_tokens=3
     )
     assert model.prompt_learner.vision_projections[1].weight.shape == (48, 32)
     out = model(torch.randn(2, 3, 32, 32))
