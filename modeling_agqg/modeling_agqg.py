@@ -766,10 +766,29 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             return
         save_directory = Path(save_directory)
         for filename in REMOTE_CODE_FILES:
-            shutil.copy(Path(__file__).with_name(filename), save_directory / filename)
+            # Contents only: the copy is a new file with the user's umask, as every other file here (shutil.copy
+            # would give it the mode of the installed source file).
+            shutil.copyfile(Path(__file__).with_name(filename), save_directory / filename)
         (self.image_processor or self.default_image_processor()).save_pretrained(save_directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
+        _match_weight_file_modes(save_directory)
+
+
+def _match_weight_file_modes(folder: Path) -> None:
+    """Gives the weight files the permissions of `config.json`, i.e. of every other file of the folder.
+
+    safetensors writes through a private temporary file, so `model.safetensors` came out 0600 while every other
+    file followed the user's umask (0644 by default): a folder shared with a group, or served read-only, then had
+    unreadable weights. `config.json` is written with a plain `open`, so its mode is what the umask gives.
+    """
+    config = folder / "config.json"
+    if not config.is_file():
+        return
+    mode = config.stat().st_mode & 0o777
+    for path in [*folder.glob("*.safetensors"), *folder.glob("*.safetensors.index.json")]:
+        if path.stat().st_mode & 0o777 != mode:
+            path.chmod(mode)
 
 
 def _image_processor_classes() -> tuple[list[type], tuple[str, ...]]:

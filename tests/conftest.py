@@ -4,6 +4,9 @@ and the real-format data fixtures in ../shared/data (tests using them skip when 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,14 +15,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AGQG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+# No test reads or writes the user's Hugging Face cache, and none reaches the Hub. Set when pytest imports this file,
+# before any test module imports huggingface_hub (which reads these variables once, at import).
+_HF_HOME = tempfile.mkdtemp(prefix="agqg-tests-hf-home-")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_OFFLINE"] = os.environ.get("HF_HUB_OFFLINE", "1")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_hf_home(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No test reads or writes the user's Hugging Face cache, and none reaches the Hub."""
-    home = tmp_path_factory.mktemp("hf_home")
-    os.environ["HF_HOME"] = str(home)
-    os.environ["HF_HUB_OFFLINE"] = os.environ.get("HF_HUB_OFFLINE", "1")
-    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+def _isolated_hf_home() -> Iterator[None]:
+    """Removes the temporary Hugging Face home at the end of the session."""
+    yield
+    shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

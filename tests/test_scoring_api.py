@@ -126,10 +126,28 @@ def test_explain_reports_ordered_thresholds(tiny_model, tmp_path: Path) -> None:
     assert result["difficulties"] == sorted(result["difficulties"]) and len(result["difficulties"]) == 4
     assert result["discrimination"] > 0
     assert abs(sum(result["grade_probs"].values()) - 1) < 1e-5
-    assert abs(result["score"] - score([path], model=tiny_model, dtype="fp32")[0]["score"]) < 1e-5
+    # One dtype rule and default for both (auto): the same number as score().
+    assert abs(result["score"] - score([path], model=tiny_model)[0]["score"]) < 1e-5
+    assert (
+        abs(
+            explain(str(path), tiny_model, dtype="fp32")["score"]
+            - score([path], model=tiny_model, dtype="fp32")[0]["score"]
+        )
+        < 1e-5
+    )
 
 
 def test_score_is_exported_at_the_package_top_level() -> None:
     import modeling_agqg
 
     assert modeling_agqg.score is score
+
+
+@pytest.mark.slow
+def test_compile_gives_the_eager_scores(tiny_model) -> None:
+    """`score(..., compile=True)` (`agqg score --compile`): the compiled vision tower scores like the eager one."""
+    images = _images(3, seed=6)
+    eager = [r["score"] for r in score(images, model=tiny_model, dtype="fp32")]
+    compiled = [r["score"] for r in score(images, model=tiny_model, dtype="fp32", compile=True)]
+    assert getattr(tiny_model.clip.vision_model, "_compiled_call_impl", None) is not None
+    assert np.allclose(eager, compiled, atol=1e-4)

@@ -112,7 +112,7 @@ def test_broken_files_are_listed_and_exit_code_says_so(tmp_path: Path, model_dir
         assert abs(sum(probs) - 1) < 1e-5
         assert 1.0 <= float(row["score"]) <= 5.0
         assert row["grade"] == ["bad", "poor", "fair", "good", "perfect"][int(np.argmax(probs))]
-    errors = _read_csv(tmp_path / "scores.errors.csv")
+    errors = _read_csv(tmp_path / "scores.csv.errors.csv")
     assert sorted(e["path"] for e in errors) == sorted(str(p) for p in broken)
     reasons = {Path(e["path"]).name: e["reason"] for e in errors}
     assert "not an image" in reasons["notes.jpg"]
@@ -159,7 +159,7 @@ def test_formats_lists_and_datasets(tmp_path: Path, model_dir: Path) -> None:
     code = main(["score", str(listing), "--prompt-column", "prompt", "--out", str(tmp_path / "l.csv"), *base])
     assert code == 3
     assert [row["path"] for row in _read_csv(tmp_path / "l.csv")] == [str(p) for p in good[:3]]
-    assert "empty" in _read_csv(tmp_path / "l.errors.csv")[0]["reason"]
+    assert "empty" in _read_csv(tmp_path / "l.csv.errors.csv")[0]["reason"]
     # The prompt changes the scores (alignment grading re-encodes the K prompts per image).
     plain = {row["path"]: row["score"] for row in _read_csv(tmp_path / "a.csv")}
     assert any(plain[row["path"]] != row["score"] for row in _read_csv(tmp_path / "l.csv"))
@@ -212,13 +212,13 @@ def test_console_script_resumes_after_kill_9(tmp_path: Path, model_dir: Path) ->
     assert resumed.returncode == 3, resumed.stderr
     assert "already done" in resumed.stderr
     assert out.read_bytes() == reference.read_bytes()
-    assert (tmp_path / "resumed.errors.csv").read_bytes() == (tmp_path / "reference.errors.csv").read_bytes()
+    assert (tmp_path / "resumed.csv.errors.csv").read_bytes() == (tmp_path / "reference.csv.errors.csv").read_bytes()
 
     # A torn last line (a kill in the middle of a write) is dropped and rewritten.
     data = reference.read_bytes()
     torn = tmp_path / "torn.csv"
     torn.write_bytes(data[: data.rfind(b"\n", 0, len(data) // 2) + 25])
-    shutil.copy(tmp_path / "reference.errors.csv", tmp_path / "torn.errors.csv")
+    shutil.copy(tmp_path / "reference.csv.errors.csv", tmp_path / "torn.csv.errors.csv")
     again = subprocess.run([*command, "--out", str(torn)], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 3, again.stderr
     assert torn.read_bytes() == data
@@ -274,7 +274,7 @@ def test_accelerate_two_processes_merge_exactly_once(tmp_path: Path, model_dir: 
     assert len(rows) == len(good) and len({r["path"] for r in rows}) == len(good)
     # Same rows, same order, same numbers as one process: the chunks are the same, only their process differs.
     assert out.read_text() == single.read_text()
-    errors = _read_csv(tmp_path / "multi.errors.csv")
+    errors = _read_csv(tmp_path / "multi.jsonl.errors.csv")
     assert sorted(e["path"] for e in errors) == sorted(str(p) for p in broken)
     assert not list(tmp_path.glob("*.part*-of-*"))
     assert "scored 23 images" in done.stderr
@@ -291,7 +291,7 @@ def test_agiqa3k_list_with_prompts(tmp_path: Path, model_dir: Path, shared_data:
     assert main(command) == 3
     rows = _read_csv(out)
     assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in images.glob("*.jpg"))
-    errors = _read_csv(tmp_path / "agiqa.errors.csv")
+    errors = _read_csv(tmp_path / "agiqa.csv.errors.csv")
     with open(data_csv, newline="", encoding="utf-8") as handle:
         total = sum(1 for _ in csv.DictReader(handle))
     assert len(rows) + len(errors) == total == 2982

@@ -49,7 +49,9 @@ fixed per-rater bias b_j ~ N(0, 0.25^2) and a per-rating error e ~ N(0, 0.6^2). 
 for analysis; do not train on it.
 
 **Splits.** Photos (not crops) are split: `num_test_sources` photos for `test`, `num_val_sources` for
-`validation`, the rest for `train`, chosen with `seed`; no photo appears in two splits.
+`validation`, the rest for `train`, chosen with `seed`; no photo appears in two splits. `test_sources` fixes the
+test photos instead (e.g. `training.pretrain_clip.HELD_OUT_PHOTOS`, the photos the offline pretrained CLIP never
+saw); the validation photos are then drawn from the others with `seed`.
 
 This is a synthetic demonstration: it shows the pipeline working end to end, it says nothing about real
 AI-generated-image quality.
@@ -93,9 +95,11 @@ __all__ = [
     "apply_distortion",
     "available_source_photos",
     "build_synthetic_dataset",
+    "cut_source_crops",
     "degradation_measures",
     "measured_quality",
     "quality_from_degradation",
+    "random_orientation_and_channels",
     "simulate_ratings",
     "true_quality",
 ]
@@ -369,10 +373,42 @@ def _random_orientation_and_channels(crop: np.ndarray, rng: np.random.Generator)
     return np.ascontiguousarray(turned[..., rng.permutation(3)])
 
 
+def random_orientation_and_channels(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One of the 8 rotations/reflections of an RGB crop (S, S, 3), with its channels randomly permuted (the
+    augmentation of the training crops)."""
+    return _random_orientation_and_channels(crop, rng)
+
+
+def cut_source_crops(
+    photo: np.ndarray, image_size: int, count: int, crop_scales: Sequence[float], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """`count` auto-levelled, textured, colourful crops (image_size, image_size, 3) of an RGB photo, shared out
+    between the resizings of the photo to a short side of `scale * image_size` for each of `crop_scales` (the
+    first `count % len(crop_scales)` scales get one more), exactly as `build_synthetic_dataset` cuts them."""
+    crops: list[np.ndarray] = []
+    for scale_index, scale in enumerate(crop_scales):
+        scale_count = count // len(crop_scales) + (scale_index < count % len(crop_scales))
+        resized = _resize_short_side(photo, round(scale * image_size))
+        crops += _select_crops(resized, image_size, scale_count, rng) if scale_count else []
+    return crops
+
+
 # --- the dataset --------------------------------------------------------------------------------------
 
 
-def _split_sources(names: list[str], num_val: int, num_test: int, seed: int) -> dict[str, list[str]]:
+def _split_sources(
+    names: list[str], num_val: int, num_test: int, seed: int, test_sources: Sequence[str] | None = None
+) -> dict[str, list[str]]:
+    if test_sources is not None:
+        missing = sorted(set(test_sources) - set(names))
+        if missing or not test_sources or num_val < 1 or len(names) < len(set(test_sources)) + num_val + 1:
+            raise ValueError(
+                f"test_sources={list(test_sources)} with num_val_sources={num_val}: need test photos among the "
+                f"available ones ({sorted(names)}; missing: {missing}), one validation photo and one for training"
+            )
+        rest = list(np.random.default_rng(seed).permutation(sorted(set(names) - set(test_sources))))
+        test = sorted({str(name) for name in test_sources})
+        return {"test": test, "validation": sorted(rest[:num_val]), "train": sorted(rest[num_val:])}
     if num_val < 1 or num_test < 1 or len(names) < num_val + num_test + 1:
         raise ValueError(
             f"{len(names)} source photos available ({names}); need num_val_sources={num_val} >= 1, "
@@ -397,6 +433,7 @@ def build_synthetic_dataset(
     num_val_sources: int = 1,
     num_test_sources: int = 2,
     distortions: Sequence[str] | None = None,
+    test_sources: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> Any:
     """Builds (or loads from the cache in `out_dir`) the synthetic quality dataset described above.
@@ -413,6 +450,8 @@ def build_synthetic_dataset(
         num_raters: Simulated raters per image.
         num_val_sources, num_test_sources: Photos held out for validation and test.
         distortions: The distortion types to include (default: all five, in `DISTORTIONS` order).
+        test_sources: Fixed test photos (names of `available_source_photos`; `num_test_sources` is then
+            ignored); validation and training photos are drawn from the others with `seed`. Default: drawn too.
         overwrite: Rebuild even when a matching cache exists.
 
     Returns:
@@ -440,6 +479,8 @@ def build_synthetic_dataset(
         "num_val_sources": int(num_val_sources),
         "num_test_sources": int(num_test_sources),
     }
+    if test_sources is not None:  # only then: the cache keys of the other datasets stay as they were
+        parameters["test_sources"] = sorted({str(name) for name in test_sources})
     if not crop_scales or min(crop_scales) < 1:
         raise ValueError(f"crop_scales={list(crop_scales)} must be non-empty and >= 1 (the crop must fit)")
     if image_size < 8 or crops_per_source < 1 or num_raters < 2:
@@ -456,7 +497,8 @@ def build_synthetic_dataset(
             logger.info("synthetic dataset: cache in %s was built with other arguments; rebuilding", out_dir)
 
     photos = available_source_photos()
-    split_sources = _split_sources(list(photos), num_val_sources, num_test_sources, seed)
+    test_photos = parameters.get("test_sources")
+    split_sources = _split_sources(list(photos), num_val_sources, num_test_sources, seed, test_photos)
     rng = np.random.default_rng(seed)
     rater_bias = rng.normal(0.0, RATER_BIAS_STD, size=num_raters)
     features = datasets.Features(
@@ -479,11 +521,7 @@ def build_synthetic_dataset(
     for split, names in split_sources.items():
         rows: dict[str, list[Any]] = {key: [] for key in features}
         for name in names:
-            crops = []
-            for scale_index, scale in enumerate(parameters["crop_scales"]):
-                count = crops_per_source // len(crop_scales) + (scale_index < crops_per_source % len(crop_scales))
-                photo = _resize_short_side(photos[name], round(scale * image_size))
-                crops += _select_crops(photo, image_size, count, rng) if count else []
+            crops = cut_source_crops(photos[name], image_size, crops_per_source, parameters["crop_scales"], rng)
             for crop_index, crop in enumerate(crops):
                 if split == "train":  # more varied content for the few training photos; labels are measured anyway
                     crop = _random_orientation_and_channels(crop, rng)

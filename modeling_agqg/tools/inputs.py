@@ -112,7 +112,14 @@ def _has_glob_magic(text: str) -> bool:
     return any(char in text for char in "*?[")
 
 
+def is_url(text: str) -> bool:
+    """Whether `text` is an http(s) URL (never fetched: the loader refuses it, naming the reason)."""
+    return text.lower().startswith(("http://", "https://"))
+
+
 def _resolve(path: str, base: str) -> str:
+    if is_url(path):  # kept as it is, so that its error says it is a URL rather than a missing file
+        return path
     path = os.path.expanduser(path)
     return path if os.path.isabs(path) else os.path.join(base, path)
 
@@ -224,8 +231,18 @@ def _iter_one_input(
 
 
 def check_inputs(inputs: Sequence[str]) -> None:
-    """Fails early, naming the input, when an INPUT is neither a file, a folder nor a glob matching something."""
+    """Fails early, naming the input, when an INPUT is neither a file, a folder with an image file in it (or a
+    saved dataset), nor a glob matching something; and for URLs, which are not fetched."""
     for spec in inputs:
+        if is_url(spec):
+            raise InputError(f"input {spec!r} is a URL: URLs are not fetched; download the image and pass its path")
+        if os.path.isdir(spec):
+            if not is_saved_dataset(spec) and next(_walk_images(spec), None) is None:
+                raise InputError(
+                    f"input {spec!r} is a folder with no image files in it (looked for "
+                    f"{' '.join(sorted(IMAGE_EXTENSIONS))}, recursively)"
+                )
+            continue
         if os.path.exists(spec):
             continue
         if not _has_glob_magic(spec):

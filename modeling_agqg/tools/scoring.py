@@ -14,15 +14,18 @@ Speed: the grade-prompt text features are cached in the model, so a batch costs 
 bf16 (fp16 on older GPUs); `--dtype fp32` opts out.
 
 Exit codes: 0 every input scored; 3 finished but some inputs were skipped (listed in the errors file);
-1 aborted (`--on-error fail`, unusable output file, interrupted); 2 bad command line or inputs.
+1 aborted (`--on-error fail`, unusable or unwritable output file, interrupted); 2 bad command line, inputs or
+`--model`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import glob
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,7 +34,7 @@ from typing import Any
 import torch
 
 from ..views_agqg import ImageLoadError, ViewProtocol
-from .inputs import InputError, ScoringItem, check_inputs, iter_items
+from .inputs import InputError, ScoringItem, check_inputs, is_url, iter_items
 from .stream import ChunkBatch, ScoringStream, StreamConfig, iter_chunks
 from .writers import (
     CHUNK_FIELD,
@@ -100,12 +103,126 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
-def load_model(model: Any, device: torch.device | None = None) -> Any:
-    """A model object as is, or `AutoModel.from_pretrained(path_or_hub_id, trust_remote_code=True)`, in eval mode."""
+class ModelLoadError(ValueError):
+    """The model to score with cannot be loaded; the message says, in one line, what was tried and why it failed."""
+
+
+# Exception class names (from requests, httpx, urllib3, huggingface_hub) that mean the Hub could not be reached.
+_UNREACHABLE_ERRORS = {
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionError",
+    "LocalEntryNotFoundError",
+    "NameResolutionError",
+    "OfflineModeIsEnabled",
+    "ProxyError",
+    "ReadTimeout",
+    "Timeout",
+}
+_HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?")
+
+
+def _error_chain(error: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _hub_is_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency of transformers
+        return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hub_endpoint() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.ENDPOINT)
+    except ImportError:  # pragma: no cover
+        return "https://huggingface.co"
+
+
+def describe_model_load_error(name: str, revision: str | None, error: BaseException) -> str:
+    """One line saying what loading `name` tried (a local folder, the Hub) and why it failed."""
+    at = f" at revision {revision!r}" if revision else ""
+    if os.path.isdir(name):
+        return f"{name} is a folder but not a loadable AGQG model ({_first_line(error)})"
+    if os.path.exists(name):
+        return f"{name} is a file; pass the model's folder (the one with config.json) or a Hub repository id"
+    if not _HUB_ID.fullmatch(name) or ".." in name or "--" in name:
+        return f"no folder {name} (and it is not a Hub repository id)"
+    chain = _error_chain(error)
+    names = {type(link).__name__ for link in chain}
+    tried = f"no local folder {name}, and the Hub repository {name}{at}"
+    if _hub_is_offline():
+        return (
+            f"{tried} is not in the Hugging Face cache; the Hub is unreachable in offline mode (HF_HUB_OFFLINE=1): "
+            "unset it to download, or pass a local folder"
+        )
+    if "RevisionNotFoundError" in names:
+        return f"the Hub repository {name} has no revision {revision!r}"
+    if "RepositoryNotFoundError" in names or "GatedRepoError" in names:
+        return f"{tried} does not exist on {_hub_endpoint()} or needs a login (`hf auth login`) it does not have"
+    if names & _UNREACHABLE_ERRORS or any(isinstance(link, (ConnectionError, TimeoutError)) for link in chain):
+        reason = next((_first_line(link) for link in reversed(chain) if isinstance(link, OSError)), "no network")
+        return f"{tried} is not in the Hugging Face cache, and the Hub at {_hub_endpoint()} is unreachable ({reason})"
+    return f"{tried} could not be loaded ({_first_line(error)})"
+
+
+@contextlib.contextmanager
+def _transformers_progress_bars(enabled: bool) -> Iterator[None]:
+    """Turns transformers' and huggingface_hub's progress bars ("Loading weights", downloads) off for the block
+    when `enabled` is False, and back on after it."""
+    from transformers.utils import logging as transformers_logging
+
+    switch = not enabled and transformers_logging.is_progress_bar_enabled()
+    if switch:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if switch:
+            transformers_logging.enable_progress_bar()
+
+
+def load_model(
+    model: Any, device: torch.device | None = None, *, revision: str | None = None, progress: bool = True
+) -> Any:
+    """A model object as is, or `AutoModel.from_pretrained(path_or_hub_id, trust_remote_code=True, revision=...)`,
+    in eval mode.
+
+    Args:
+        model: A model object, a local folder or a Hub repository id.
+        device: Where to move the model (None: leave it).
+        revision: Branch, tag or commit of a Hub repository (pin it when you do not control the repository: its
+            code runs here); ignored for a model object or a local folder.
+        progress: Show transformers' loading bars (also off when `TQDM_DISABLE` is set).
+
+    Raises:
+        ModelLoadError: `model` names neither a loadable folder nor a reachable Hub repository.
+    """
     if isinstance(model, (str, os.PathLike)):
         from transformers import AutoModel
 
-        model = AutoModel.from_pretrained(os.fspath(model), trust_remote_code=True)
+        name = os.fspath(model)
+        try:
+            with _transformers_progress_bars(progress and not progress_disabled_by_env()):
+                model = AutoModel.from_pretrained(name, trust_remote_code=True, revision=revision)
+        except (OSError, ValueError, ImportError) as error:
+            raise ModelLoadError(describe_model_load_error(name, revision, error)) from error
     if device is not None:
         model = model.to(device)
     return model.eval()
@@ -224,7 +341,9 @@ def _api_items(images_or_paths: Any, prompts: Sequence[str] | None) -> Iterator[
         prompt = prompts[index] if prompts is not None else None
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
-            if os.path.isfile(path) and not path.lower().endswith((".txt", ".lst", ".csv", ".tsv")):
+            if is_url(path):  # the loader says that URLs are not fetched
+                yield ScoringItem(key=path, path=path, prompt=prompt)
+            elif os.path.isfile(path) and not path.lower().endswith((".txt", ".lst", ".csv", ".tsv")):
                 yield ScoringItem(key=path, path=path, prompt=prompt)
             elif os.path.exists(path) or any(c in path for c in "*?["):
                 yield from iter_items([path])
@@ -247,6 +366,8 @@ def score(
     on_error: str = "skip",
     as_dataframe: bool = False,
     progress: bool = False,
+    revision: str | None = None,
+    compile: bool = False,  # noqa: A002 - the name of the CLI flag and of torch.compile
 ) -> list[dict[str, Any]] | Any:
     """Scores images in a notebook or script.
 
@@ -254,7 +375,7 @@ def score(
         images_or_paths: A path, a PIL image, or a list of them; folders, globs, list files and saved datasets
             are expanded as by `agqg score`.
         model: An AGQG model object, or a local folder / Hub id loaded with
-            `AutoModel.from_pretrained(..., trust_remote_code=True)`.
+            `AutoModel.from_pretrained(..., trust_remote_code=True, revision=revision)`.
         batch_size: Images per forward (times the protocol's views per image).
         device: "auto" (a model object's own device; for a path, CUDA when available), "cpu" or "cuda".
         dtype: "auto", "fp32", "bf16" or "fp16" (see the module docstring).
@@ -264,22 +385,32 @@ def score(
         prompts: One generation prompt per input (alignment scoring), or None.
         on_error: "skip" (the image's dict has an `error` and no score) or "raise".
         as_dataframe: Return a pandas DataFrame instead of a list of dicts.
-        progress: Show a tqdm bar.
+        progress: Show progress bars (model loading and scoring; never when `TQDM_DISABLE` is set).
+        revision: Branch, tag or commit when `model` is a Hub id (pin it: the repository's code runs here).
+        compile: Compile the vision tower with `torch.compile` first (`compile_vision_tower`; worth it for large
+            runs only: the first batch pays the compile time).
 
     Returns:
-        One dict per image in input order: path, score, grade, prob_<grade>..., ability (or path, error).
+        One dict per image in input order: path, score, grade, prob_<grade>..., ability (or path, error: an
+        unreadable image, a decompression bomb, an image over the pixel budget or a URL never stops the others).
+
+    Raises:
+        ModelLoadError: `model` cannot be loaded (the message says what was tried).
+        ImageLoadError: with `on_error="raise"`, the first input that cannot be scored.
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error={on_error!r}; expected 'skip' or 'raise'")
     was_training = getattr(model, "training", False)
     is_object = not isinstance(model, (str, os.PathLike))
-    model = load_model(model)
+    model = load_model(model, revision=revision, progress=progress)
     # A model object stays where the caller put it unless a device is asked for explicitly.
     torch_device = next(model.parameters()).device if is_object and device == "auto" else resolve_device(device)
     if next(model.parameters()).device != torch_device:
         model = model.to(torch_device)
     protocol = resolve_views(model, views, crops)
     stream = ScoringStream(stream_config(model, protocol, [], batch_size))
+    if compile:
+        compile_vision_tower(model)
     scorer = Scorer(model, torch_device, resolve_dtype(dtype, torch_device), protocol)
     results: list[dict[str, Any]] = []
     items = list(_api_items(images_or_paths, prompts))
@@ -316,15 +447,40 @@ def score(
 # ---------------------------------------------------------------------------------------------
 
 
+def progress_disabled_by_env() -> bool:
+    """Whether `TQDM_DISABLE` asks for no progress bars. tqdm reads it only for bars that do not pass `disable`
+    themselves, and only at import, so the scoring tools read it here, when they make a bar."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def _progress_bar(total: int | None, enabled: bool = True) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True, smoothing=0.05)
+    disable = not enabled or progress_disabled_by_env()
+    return tqdm(total=total, unit="img", disable=disable, dynamic_ncols=True, smoothing=0.05)
 
 
 def default_errors_path(out: str) -> str:
-    stem, _ = os.path.splitext(out)
-    return f"{stem}.errors.csv"
+    """`<out>.errors.csv`: named after the whole output name, so `a.csv` and `a.jsonl` never share one."""
+    return f"{out}.errors.csv"
+
+
+def legacy_errors_path(out: str) -> str:
+    """`<out stem>.errors.csv`, the default name of earlier versions (shared by `a.csv` and `a.jsonl`)."""
+    return f"{os.path.splitext(out)[0]}.errors.csv"
+
+
+def choose_errors_path(out: str, errors: str | None, overwrite: bool) -> str:
+    """The errors file of a run: `errors` if given, else `default_errors_path(out)`, except when resuming a run
+    begun before errors files were named after the whole output name: then its old file, so that the images
+    listed there are still skipped and listed once."""
+    if errors:
+        return errors
+    new, legacy = default_errors_path(out), legacy_errors_path(out)
+    started = os.path.exists(out) or os.path.exists(f"{out}.partial.jsonl") or glob.glob(glob.escape(out) + ".part*")
+    if not overwrite and started and not os.path.exists(new) and os.path.exists(legacy) and legacy != new:
+        return legacy
+    return new
 
 
 def _default_workers(device: torch.device) -> int:
@@ -395,7 +551,7 @@ class _Outputs:
     def __init__(self, args: argparse.Namespace, columns: list[str], dist: _Distributed) -> None:
         self.out = args.out
         self.fmt = output_format(args.out)
-        self.errors_path = args.errors or default_errors_path(args.out)
+        self.errors_path = choose_errors_path(args.out, args.errors, args.overwrite)
         self.dist = dist
         self.columns = columns
         self.partial = AppendOnlyTable(f"{args.out}.partial.jsonl", columns, "jsonl")
@@ -440,6 +596,10 @@ class _Outputs:
             _remove(path for pair in parts for path in pair)
         if self.fmt == "parquet" and (os.path.exists(self.partial.path) or not os.path.exists(self.out)):
             finalize_parquet(self.out, self.partial)
+        elif self.fmt != "parquet" and not os.path.exists(self.out):
+            # Nothing was scored (every input failed): still leave the file the summary line names, with its header.
+            self.final_results.open()
+            self.final_results.close()
 
     def count_errors(self) -> int:
         return sum(1 for _ in self.final_errors.iter_rows())
@@ -468,6 +628,13 @@ def _error(message: str) -> None:
     print(f"agqg score: error: {message}", file=sys.stderr)
 
 
+def _write_failed(error: OSError, out: str) -> int:
+    """Reports a failed write (which file, why, that a rerun resumes) in one line; returns the exit code."""
+    hint = "free some disk space" if getattr(error, "errno", None) == errno.ENOSPC else "fix that"
+    _error(f"{error}. The rows written so far are kept in {out}: {hint} and rerun the same command to resume")
+    return EXIT_ABORTED
+
+
 def run_score(args: argparse.Namespace) -> int:
     """`agqg score`: see the module docstring. Returns the exit code."""
     started = time.perf_counter()
@@ -486,13 +653,19 @@ def run_score(args: argparse.Namespace) -> int:
     except ValueError as error:
         _error(str(error))
         return EXIT_USAGE
-    model = load_model(args.model, device)
+    try:
+        model = load_model(args.model, device, revision=args.revision, progress=not args.quiet)
+    except ModelLoadError as error:
+        _error(f"cannot load --model {args.model}: {error}")
+        return EXIT_USAGE
     dtype = resolve_dtype(args.dtype, device)
     try:
         protocol = resolve_views(model, args.views, args.crops)
     except ValueError as error:
         _error(str(error))
         return EXIT_USAGE
+    if args.compile:
+        compile_vision_tower(model)
     scorer = Scorer(model, device, dtype, protocol)
     outputs = _Outputs(args, scorer.columns, dist)
 
@@ -505,6 +678,14 @@ def run_score(args: argparse.Namespace) -> int:
     except OutputFileError as error:
         _error(str(error))
         return EXIT_ABORTED
+    except OSError as error:  # e.g. no permission to repair a torn tail
+        return _write_failed(error, args.out)
+    if outputs.errors_path == legacy_errors_path(args.out) and not args.errors and dist.is_main:
+        print(
+            f"agqg score: resuming with the errors file {outputs.errors_path} of an earlier run (new runs write "
+            f"{default_errors_path(args.out)})",
+            file=sys.stderr,
+        )
 
     config = stream_config(
         model,
@@ -565,6 +746,9 @@ def run_score(args: argparse.Namespace) -> int:
         bar.close()
         _error(str(error))
         return EXIT_ABORTED
+    except OSError as error:  # a full disk or a lost folder: OutputWriteError names the file
+        bar.close()
+        return _write_failed(error, args.out)
     finally:
         outputs.results.close()
         outputs.errors.close()
@@ -580,7 +764,10 @@ def run_score(args: argparse.Namespace) -> int:
     dist.barrier()
     exit_code = EXIT_OK
     if dist.is_main:
-        outputs.merge()
+        try:
+            outputs.merge()
+        except OSError as error:
+            return _write_failed(error, args.out)
         errors_total = outputs.count_errors()
         exit_code = EXIT_SKIPPED if errors_total else EXIT_OK
         elapsed = time.perf_counter() - started
@@ -622,12 +809,29 @@ resume: rows already written are skipped and the final file equals an uninterrup
 `accelerate launch ... -m modeling_agqg score ...` the inputs are split across processes and merged once."""
 
 _SCORE_EPILOG = """exit codes: 0 every input scored; 3 finished, some inputs skipped (see the errors file);
-1 aborted (--on-error fail, unusable output file, Ctrl-C); 2 bad command line or inputs."""
+1 aborted (--on-error fail, unusable or unwritable output file, Ctrl-C); 2 bad command line, inputs or --model.
+
+environment: AGQG_MAX_IMAGE_PIXELS (pixel budget: larger images are skipped, default 67108864 = 8192x8192),
+TQDM_DISABLE=1 (no progress bars), HF_HUB_OFFLINE=1 (no Hub: local folders and the cache only)."""
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
+    """The options `agqg score` and `agqg explain` share: which model, where and how it runs, which views."""
     parser.add_argument("--model", required=True, help="AGQG model folder or Hub id (loaded with trust_remote_code)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA if available)")
+    parser.add_argument(
+        "--revision",
+        default=None,
+        help="branch, tag or commit of a Hub --model; pin it for repositories you do not control, their code runs "
+        "here (default: the repository's default branch; ignored for a local folder)",
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto, CUDA if available)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", *DTYPES],
+        help="vision-tower compute dtype; auto = bf16 on CPUs with native bf16 and on bf16 GPUs, fp16 on other "
+        "GPUs, else fp32 (default: auto)",
+    )
     parser.add_argument(
         "--views",
         default=None,
@@ -635,7 +839,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "config's view_protocol)",
     )
     parser.add_argument(
-        "--crops", type=int, default=None, help="shorthand for --views crops:N (0: resize) (default: not set)"
+        "--crops",
+        type=int,
+        default=None,
+        help="shorthand for --views crops:N, N grid crops plus the resized view; 0 means resize (default: unset, "
+        "the model's own view protocol)",
     )
 
 
@@ -653,25 +861,38 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--out", default="scores.csv", help="output file: .csv, .jsonl or .parquet (default: scores.csv)"
     )
-    parser.add_argument("--errors", default=None, help="errors file (path, reason) (default: <out stem>.errors.csv)")
+    parser.add_argument("--errors", default=None, help="errors file (path, reason) (default: <out>.errors.csv)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward (default: 32)")
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", *DTYPES],
-        help="vision-tower compute dtype; auto = bf16 on CPUs with native bf16 and on GPUs, else fp32 (default: auto)",
-    )
     parser.add_argument("--prompt-column", default=None, help="generation-prompt column of a CSV list or dataset")
     parser.add_argument("--path-column", default=None, help="image-path column of a CSV list (default: guessed)")
     parser.add_argument("--image-column", default="image", help="image column of a saved dataset (default: image)")
     parser.add_argument("--root", default=None, help="base folder of relative paths in lists (default: the list's)")
     parser.add_argument(
-        "--on-error", default="skip", choices=["skip", "fail"], help="unreadable input: list it and go on, or stop"
+        "--on-error",
+        default="skip",
+        choices=["skip", "fail"],
+        help="an input that cannot be scored: list it in the errors file and go on (skip), or stop with exit code "
+        "1 (fail) (default: skip)",
     )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: by device)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the vision tower first (faster on long runs; the first batch pays the compile time)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars (model loading included); TQDM_DISABLE=1 does the same"
+    )
     parser.set_defaults(func=run_score)
 
 
-__all__ = ["Scorer", "add_parser", "cpu_has_native_bf16", "load_model", "resolve_dtype", "score"]
+__all__ = [
+    "ModelLoadError",
+    "Scorer",
+    "add_parser",
+    "cpu_has_native_bf16",
+    "load_model",
+    "resolve_dtype",
+    "score",
+]
