@@ -376,18 +376,18 @@ def host_run_flags(host: str, grading: str, data_root: Path, out: Path) -> list[
     return flags + (["--view_protocol", TINY_IPCE_VIEWS] if host == "ipce" else [])
 
 
-@pytest.mark.slow
-def test_every_host_and_grading_trains_saves_and_loads_in_a_fresh_process(
-    tmp_path: Path, synthetic_cache: Path
-) -> None:
-    """Each of the 5 hosts x 2 gradings: `train()` (the one loop: what trains, views, prompts, loss), a complete
-    model folder, and the same test scores from `pipeline("image-quality")` in a fresh process (1e-4) as the run's
-    own final evaluation; frozen CLIP weights stay frozen and learnable prompts are saved fresh."""
+@pytest.fixture(scope="module")
+def trained_hosts(tmp_path_factory: pytest.TempPathFactory, synthetic_cache: Path) -> dict[str, dict[str, Any]]:
+    """Every host x grading trained by `train()` (the one loop: what trains, views, prompts, loss) into a complete
+    model folder, then every folder scored in one fresh process (and by AGQG_CROSS_PYTHON, CI's transformers 4.x
+    environment) through `AutoModel` and `pipeline("image-quality")`. Per host/grading: what training checked and
+    what each fresh process scored."""
     import datasets
 
     from modeling_agqg import AGQGForImageQualityAssessment
     from training.train import train
 
+    tmp_path = tmp_path_factory.mktemp("hosts")
     test_rows = datasets.load_from_disk(str(synthetic_cache))["test"].select(range(3))
     images, sources = [], []
     for index, row in enumerate(test_rows):
@@ -395,42 +395,63 @@ def test_every_host_and_grading_trains_saves_and_loads_in_a_fresh_process(
         row["image"].save(path)  # PNG: the pixels the run evaluated
         images.append(str(path))
         sources.append(generation_prompt(row))
-    jobs, expected = {}, {}
+    jobs, runs = {}, {}
     for host, grading in EVERY_HOST_AND_GRADING:
         out = tmp_path / f"{host}_{grading}"
         options = parse_args(host_run_flags(host, grading, synthetic_cache, out))
         initial = build_model(options.model, (1.0, 5.0), seed=options.training.seed).state_dict()
         result = train(options)
-        folder = out / "model"
-        trained = AGQGForImageQualityAssessment.from_pretrained(folder)
-        changed = [k for k, v in trained.state_dict().items() if not torch.equal(v, initial[k])]
-        assert changed, f"{host}/{grading}: training changed nothing"
-        if options.training.freeze_backbone:
-            assert not [k for k in changed if k.startswith("clip.")], f"{host}: the frozen CLIP changed"
+        trained = AGQGForImageQualityAssessment.from_pretrained(out / "model")
+        prompts_fresh = True
         if options.model.prompt_learning:
             with torch.no_grad():
                 fresh, _ = trained._encode_grade_prompts()
-            torch.testing.assert_close(trained.grade_text_embeds, fresh, atol=1e-6, rtol=0)
-        assert trained.config.view_protocol["scheme"] == options.model.view_protocol["scheme"]
-        assert all(math.isfinite(v) for v in result.predictions["test"].scores)
+            prompts_fresh = torch.allclose(trained.grade_text_embeds, fresh, atol=1e-6)
+        runs[f"{host}/{grading}"] = {
+            "options": options,
+            "changed": [k for k, v in trained.state_dict().items() if not torch.equal(v, initial[k])],
+            "prompts_fresh": prompts_fresh,
+            "view_scheme": trained.config.view_protocol["scheme"],
+            "scores": result.predictions["test"].scores[:3].tolist(),
+            "fresh": {},
+        }
         prompts = sources if options.data.generation_prompts else [None] * len(images)
-        jobs[f"{host}/{grading}"] = {"folder": str(folder), "images": images, "prompts": prompts}
-        expected[f"{host}/{grading}"] = result.predictions["test"].scores[:3].tolist()
+        jobs[f"{host}/{grading}"] = {"folder": str(out / "model"), "images": images, "prompts": prompts}
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PYTHONPATH"))}
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    # AGQG_CROSS_PYTHON (CI: the transformers 4.x environment) also loads the folders saved here.
     loaders = [sys.executable] + ([os.environ["AGQG_CROSS_PYTHON"]] if os.environ.get("AGQG_CROSS_PYTHON") else [])
     for python in loaders:
-        result = subprocess.run(
+        loaded = subprocess.run(
             [python, "-c", FRESH_PROCESS, json.dumps(jobs)], cwd=workdir, env=env, capture_output=True, text=True,
             timeout=600,
         )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-4000:]
-        got = json.loads(result.stdout.strip().splitlines()[-1])
-        for name, scores in expected.items():
-            assert got[name]["class"] == "AGQGForImageQualityAssessment"
-            assert got[name]["scores"] == pytest.approx(scores, abs=1e-4), (python, name)
-        assert got["coop/agqg"]["prompt_learning"] == "coop" and got["ipce/softmax"]["views"] == "ipce"
+        assert loaded.returncode == 0, loaded.stderr[-4000:]
+        for name, got in json.loads(loaded.stdout.strip().splitlines()[-1]).items():
+            runs[name]["fresh"][python] = got
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("host", "grading"), EVERY_HOST_AND_GRADING)
+def test_host_trains_saves_and_loads_in_a_fresh_process(
+    trained_hosts: dict[str, dict[str, Any]], host: str, grading: str
+) -> None:
+    """One host and grading through the one loop: training changed the model (never a frozen CLIP weight), learnable
+    prompts are saved fresh, the folder records the views it trained with, and a fresh process (also the
+    transformers 4.x one in CI) scores the run's test images exactly as the run's own final evaluation (1e-4)."""
+    run = trained_hosts[f"{host}/{grading}"]
+    options = run["options"]
+    assert run["changed"], "training changed nothing"
+    if options.training.freeze_backbone:
+        assert not [k for k in run["changed"] if k.startswith("clip.")], "the frozen CLIP changed"
+    assert run["prompts_fresh"], "the saved grade-prompt features are stale"
+    assert run["view_scheme"] == options.model.view_protocol["scheme"] == ("ipce" if host == "ipce" else "resize")
+    assert all(math.isfinite(v) for v in run["scores"])
+    assert run["fresh"], "no fresh process ran"
+    for python, got in run["fresh"].items():
+        assert got["class"] == "AGQGForImageQualityAssessment", python
+        assert got["prompt_learning"] == options.model.prompt_learning and got["views"] == run["view_scheme"]
+        assert got["scores"] == pytest.approx(run["scores"], abs=1e-4), python

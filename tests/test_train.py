@@ -491,3 +491,19 @@ def test_training_on_real_format_agiqa3k_files(tmp_path: Path, shared_data: Path
     assert all(value is None for value in validation["metrics"].values())
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["score_range"][0] == pytest.approx(0.0) and 4.4 < config["score_range"][1] < 5.1
+
+
+def test_synthetic_test_sources_fix_the_test_photos(tmp_path: Path) -> None:
+    """`--synthetic_test_sources` (the ablation: the photos held out of pretraining) reaches the dataset builder;
+    each split is still its own draw (crops, distortion noise, ratings) of those photos."""
+    from training.run_data import load_run_data
+
+    flags = ["--synthetic_image_size", "16", "--synthetic_crops_per_source", "1"]
+    flags += ["--synthetic_test_sources", "astronaut", "chelsea", "--data_root", str(tmp_path / "data")]
+    test_mos = {}
+    for split in ("1", "2"):
+        data = load_run_data(parse_args([*flags, "--split", split]).data)
+        assert set(data.test["source"]) == {"astronaut", "chelsea"}
+        assert not {"astronaut", "chelsea"} & (set(data.train["source"]) | set(data.validation["source"]))
+        test_mos[split] = list(data.test["mos"])
+    assert test_mos["1"] != test_mos["2"]
