@@ -556,8 +556,29 @@ def _tracker_config(options: RunOptions) -> dict[str, Any]:
     return flat
 
 
-def _write_run_info(output_dir: Path, info: dict[str, Any]) -> None:
-    (output_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+def write_run_info(
+    accelerator: Accelerator, options: RunOptions, data: RunData, batches: Batches, schedule: Schedule
+) -> None:
+    """`run_info.json`: what actually ran (processes, precision, device, host, views, cached embeddings, image
+    counts, steps, data notes), for checking a launch did what its command meant."""
+    info = {
+        "num_processes": accelerator.num_processes,
+        "distributed_type": str(accelerator.distributed_type),
+        "mixed_precision": accelerator.mixed_precision,
+        "device": str(accelerator.device),
+        "host": options.model.host,
+        "grading": options.model.grading,
+        "view_protocol": batches.protocol.to_dict(),
+        "cached_image_embeds": batches.cached_embeds,
+        "train_images": len(data.train),
+        "validation_images": len(data.validation),
+        "test_images": len(data.test) if data.test is not None else 0,
+        "steps_per_epoch": schedule.steps_per_epoch,
+        "max_train_steps": schedule.max_train_steps,
+        "data_notes": data.notes,
+    }
+    path = Path(options.training.output_dir) / "run_info.json"
+    path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,25 +633,7 @@ def train(options: RunOptions) -> RunResult:
     if tracking:
         accelerator.init_trackers("agqg", config=_tracker_config(options))
     if accelerator.is_main_process:
-        _write_run_info(
-            output_dir,
-            {
-                "num_processes": accelerator.num_processes,
-                "distributed_type": str(accelerator.distributed_type),
-                "mixed_precision": accelerator.mixed_precision,
-                "device": str(accelerator.device),
-                "host": options.model.host,
-                "grading": options.model.grading,
-                "view_protocol": batches.protocol.to_dict(),
-                "cached_image_embeds": batches.cached_embeds,
-                "train_images": len(data.train),
-                "validation_images": len(data.validation),
-                "test_images": len(data.test) if data.test is not None else 0,
-                "steps_per_epoch": schedule.steps_per_epoch,
-                "max_train_steps": schedule.max_train_steps,
-                "data_notes": data.notes,
-            },
-        )
+        write_run_info(accelerator, options, data, batches, schedule)
 
     # 5. Resume (the same command starts fresh when there is no checkpoint yet).
     skip_batches = resume(accelerator, options, progress, len(batches.train_loader))
