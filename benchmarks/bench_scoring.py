@@ -47,10 +47,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from modeling_agqg import AGQGForImageQualityAssessment  # noqa: E402
-from modeling_agqg.tools.offline import clip_character_tokenizer  # noqa: E402
+from modeling_agqg.tools.offline import random_agqg_model, tiny_agqg_model  # noqa: E402
 from modeling_agqg.tools.scoring import DTYPES, Scorer, resolve_dtype  # noqa: E402
 from modeling_agqg.views_agqg import ViewProtocol  # noqa: E402
 
@@ -74,11 +72,9 @@ SHAPES = {
 
 
 def build_model(shape: str, device: torch.device) -> AGQGForImageQualityAssessment:
-    from transformers import CLIPConfig, CLIPModel
+    from transformers import CLIPConfig
 
-    torch.manual_seed(0)
-    clip = CLIPModel(CLIPConfig(**SHAPES[shape]))
-    model = AGQGForImageQualityAssessment.from_clip(clip, tokenizer=clip_character_tokenizer())
+    model = random_agqg_model(CLIPConfig(**SHAPES[shape]), seed=0)
     return model.to(device).eval()
 
 
@@ -324,13 +320,7 @@ print(f"PEAK {max(samples)} {workers} {code}")
 
 
 def bench_memory(sizes: list[int], work: Path) -> None:
-    from modeling_agqg.tools.offline import tiny_clip_config
-
-    torch.manual_seed(0)
-    tokenizer = clip_character_tokenizer()
-    from transformers import CLIPModel
-
-    model = AGQGForImageQualityAssessment.from_clip(CLIPModel(tiny_clip_config(tokenizer)), tokenizer=tokenizer)
+    model = tiny_agqg_model(seed=0)
     model_dir = work / "model_tiny"
     model.save_pretrained(model_dir)
     rng = np.random.default_rng(0)

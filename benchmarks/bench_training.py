@@ -14,8 +14,8 @@ timing does not depend on the weights.
    intermediate variants are reported too, so the ratio can be attributed.
 2. **Head-only epochs with a frozen backbone.** Baseline: an epoch that re-encodes every image with the frozen
    vision tower (fp32, as a plain loop does) and trains the head. Ours: image embeddings computed once with
-   `datasets.map` (`training.common.add_image_embeds`), then epochs over the cached embeddings
-   (`training.common.HeadOnlyScorer`). Reported per epoch, plus the one-time caching cost and the ratio over
+   `datasets.map` (`training.collate.add_image_embeds`), then epochs over the cached embeddings
+   (`training.modeling.CachedEmbeddingScorer`). Reported per epoch, plus the one-time caching cost and the ratio over
    the whole run of `--epochs` epochs.
 
 Targets (issue 3): >= 2x steps/s for (1) and >= 20x per epoch for (2).
@@ -33,23 +33,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
-from transformers import CLIPConfig, CLIPModel
+from transformers import CLIPConfig
 
 from modeling_agqg import AGQGForImageQualityAssessment
-from modeling_agqg.tools.offline import clip_character_tokenizer
-from training.common import (
-    HeadOnlyScorer,
-    add_image_embeds,
-    cpu_has_fast_bf16,
-    freeze_parameters,
-    make_adamw,
-    parameter_groups,
-)
+from modeling_agqg.tools.offline import random_agqg_model
+from training.collate import add_image_embeds
 from training.losses import compute_loss
+from training.modeling import CachedEmbeddingScorer, make_adamw, parameter_groups, set_trainable
+from training.options import cpu_has_fast_bf16
 from training.speed import speed_up_vision_training
 
 LOSS_WEIGHTS = {"l1": 1.0}
@@ -57,10 +50,7 @@ LOSS_WEIGHTS = {"l1": 1.0}
 
 def build_vit_b32(**overrides: Any) -> AGQGForImageQualityAssessment:
     """AGQG around a randomly initialised CLIP with ViT-B/32 shapes (text vocabulary 49408)."""
-    torch.manual_seed(0)
-    tokenizer = clip_character_tokenizer()
-    clip = CLIPModel(CLIPConfig())
-    return AGQGForImageQualityAssessment.from_clip(clip, tokenizer=tokenizer, **overrides)
+    return random_agqg_model(CLIPConfig(), seed=0, **overrides)
 
 
 # Where part 1 runs ("cpu" or "cuda"); part 2 always runs on the CPU.
@@ -112,7 +102,7 @@ def bench_steps(batch_size: int, steps: int, use_bf16: bool) -> dict[str, Any]:
     labels = (torch.rand(batch_size, generator=generator) * 4 + 1).to(_device)
     optimizers = {}
     for key, model in (("plain", plain_model), ("fast", fast_model)):
-        freeze_parameters(model, freeze_backbone=False, freeze_text_tower=True)
+        set_trainable(model, freeze_backbone=False, freeze_text_tower=True)
         model.train()
         groups = parameter_groups(model, head_lr=1e-4, backbone_lr=1e-5, weight_decay=0.01)
         # The plain loop's default (for-each) AdamW, and the fused one train.py uses.
@@ -173,7 +163,7 @@ def bench_head_only(num_images: int, batch_size: int, epochs: int, use_bf16: boo
     from PIL import Image
 
     model = build_vit_b32()
-    freeze_parameters(model, freeze_backbone=True, freeze_text_tower=False)
+    set_trainable(model, freeze_backbone=True, freeze_text_tower=False)
     processor = model.default_image_processor()
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)) for _ in range(num_images)]
@@ -203,10 +193,10 @@ def bench_head_only(num_images: int, batch_size: int, epochs: int, use_bf16: boo
 
     started = time.perf_counter()
     with _autocast(use_bf16):
-        cached = add_image_embeds(rows, model, processor, batch_size=batch_size, desc="caching")
+        cached = add_image_embeds(rows, model, batch_size=batch_size, desc="caching")
     cache_seconds = time.perf_counter() - started
     embeds = torch.tensor(np.asarray(cached["image_embeds"]), dtype=torch.float32)
-    scorer = HeadOnlyScorer(model)
+    scorer = CachedEmbeddingScorer(model)
 
     def cached_epoch() -> None:
         train_epoch(lambda batch: scorer(embeds[batch]))

@@ -17,10 +17,9 @@ import time
 
 import torch
 from PIL import Image
-from transformers import AutoModel, CLIPConfig, CLIPModel, pipeline
+from transformers import AutoModel, CLIPConfig, pipeline
 
-from modeling_agqg import AGQGForImageQualityAssessment
-from modeling_agqg.tools.offline import clip_character_tokenizer
+from modeling_agqg.tools.offline import clip_character_tokenizer, random_agqg_model
 
 
 def _synchronize(device: str) -> None:
@@ -44,7 +43,7 @@ def main() -> None:
         },
         vision_config={"patch_size": 16},
     )
-    model = AGQGForImageQualityAssessment.from_clip(CLIPModel(config), tokenizer=tokenizer, score_range=(0.0, 5.0))
+    model = random_agqg_model(config, tokenizer=tokenizer, seed=0, score_range=(0.0, 5.0))
     folder = tempfile.mkdtemp()
     model.save_pretrained(folder)
     images = []

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AGQG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -59,14 +58,11 @@ BACKBONES = _backbone_params()
 
 
 def make_tiny_model(tokenizer, backbone: str = "clip", **config_overrides):
-    """A tiny randomly initialised AGQG model (32x32 input) around a tiny CLIP, SigLIP or SigLIP 2, seeded, in
-    eval mode."""
-    from modeling_agqg import AGQGForImageQualityAssessment
-    from modeling_agqg.tools.offline import tiny_backbone
+    """A tiny randomly initialised AGQG model (32x32 input, seed 0, eval mode) around a tiny CLIP, SigLIP or
+    SigLIP 2: `modeling_agqg.tools.offline`'s one tiny-model builder, which training and the benchmarks use too."""
+    from modeling_agqg.tools.offline import tiny_agqg_model
 
-    torch.manual_seed(0)
-    model = tiny_backbone(backbone, tokenizer)
-    return AGQGForImageQualityAssessment.from_backbone(model, tokenizer=tokenizer, **config_overrides)
+    return tiny_agqg_model(backbone=backbone, tokenizer=tokenizer, seed=0, **config_overrides)
 
 
 @pytest.fixture

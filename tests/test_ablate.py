@@ -1,5 +1,6 @@
-"""The ablation command (training/ablate.py): semantic-drift measure, summary statistics, table, plots, and one
-small end-to-end run on the offline synthetic dataset through `main([...])`."""
+"""The ablation (training/ablate.py): the semantic-drift measure, summary statistics with paired 95% t-intervals,
+the grid file, and a tiny version of the whole grid (5 hosts x 2 gradings x 2 splits, every run a call of
+`train()`), which CI runs so the ablation cannot rot."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from hypothesis import strategies as st
 from modeling_agqg import grm_grade_probs, min_scaled_gap_for_unimodality
 from training.ablate import (
     example_indices,
-    load_ablation_splits,
     main,
-    markdown_table,
+    markdown_tables,
     multimodal_mask,
+    paired_difference,
+    read_grid,
     semantic_drift_fraction,
     summarize,
 )
@@ -90,40 +92,60 @@ def test_agqg_grade_distributions_never_count_as_drift(
     assert semantic_drift_fraction(probs.numpy(), tolerance=1e-9) == 0.0
 
 
-def _record(host: str, grading: str, split: int, srcc: float, plcc: float, drift: float) -> dict:
-    return {"host": host, "grading": grading, "split": split, "srcc": srcc, "plcc": plcc, "drift": drift}
+def _record(host: str, grading: str, split: str, srcc: float, plcc: float, drift: float) -> dict:
+    return {"host": host, "grading": grading, "split": split, "srcc": srcc, "plcc": plcc, "krcc": srcc / 2,
+            "drift": drift}  # fmt: skip
 
 
-def test_summary_means_stds_and_paired_differences() -> None:
+def test_summary_means_stds_and_paired_differences_with_t_intervals() -> None:
     records = [
-        _record("coop", "softmax", 1, 0.50, 0.60, 0.4),
-        _record("coop", "softmax", 2, 0.70, 0.80, 0.2),
-        _record("coop", "agqg", 1, 0.60, 0.65, 0.0),
-        _record("coop", "agqg", 2, 0.90, 0.85, 0.0),
-        _record("liqe", "agqg", 1, 0.3, 0.3, 0.0),
+        _record("coop", "softmax", "1", 0.50, 0.60, 0.4),
+        _record("coop", "softmax", "2", 0.70, 0.80, 0.2),
+        _record("coop", "agqg", "1", 0.60, 0.65, 0.0),
+        _record("coop", "agqg", "2", 0.90, 0.85, 0.0),
+        _record("liqe", "agqg", "1", 0.3, 0.3, 0.0),
     ]
     summary = summarize(records)
     coop = summary["coop"]
     assert coop["softmax"]["srcc"]["mean"] == pytest.approx(0.6)
     assert coop["softmax"]["srcc"]["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
-    assert coop["difference"]["srcc"]["mean"] == pytest.approx(0.15)
-    assert coop["difference"]["srcc"]["std"] == pytest.approx(np.std([0.1, 0.2], ddof=1))
+    difference = coop["difference"]["srcc"]
+    assert difference["mean"] == pytest.approx(0.15) and difference["std"] == pytest.approx(np.std([0.1, 0.2], ddof=1))
+    # t_{0.975, 1} = 12.706: the interval of two paired splits is wide, as it should be.
+    half = 12.7062047 * np.std([0.1, 0.2], ddof=1) / np.sqrt(2)
+    assert (difference["ci_low"], difference["ci_high"]) == pytest.approx((0.15 - half, 0.15 + half), abs=1e-6)
     assert coop["difference"]["drift"]["mean"] == pytest.approx(-0.3)
     assert "difference" not in summary["liqe"] and "softmax" not in summary["liqe"]
-    table = markdown_table(summary)
-    assert "| coop | 0.600 ± 0.141 | 0.750 ± 0.212 | +0.150 ± 0.071 |" in table
-    assert "| liqe | n/a | 0.300 ± 0.000 | n/a |" in table
+    tables = markdown_tables(summary)
+    assert "| coop | softmax | 0.600 ± 0.141 | 0.700 ± 0.141 | 0.300 ± 0.071 | 0.300 ± 0.141 |" in tables
+    assert f"| coop | 2 | +0.150 [{0.15 - half:+.3f}, {0.15 + half:+.3f}] |" in tables
+    assert "| liqe | agqg | 0.300 ± 0.000 |" in tables
 
 
-def test_commands_reject_unknown_hosts_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from training.hosts import main as hosts_main
+def test_paired_difference_of_one_split_has_no_interval() -> None:
+    single = paired_difference([0.2])
+    assert single["mean"] == pytest.approx(0.2) and math.isnan(single["ci_low"])
+    # Mean 0.1, s = sqrt(0.02 / 3), n = 4, t_{0.975, 3} = 3.182446: half-width 0.129923.
+    four = paired_difference([0.0, 0.1, 0.2, 0.1])
+    assert four["n"] == 4
+    assert (four["ci_low"], four["ci_high"]) == pytest.approx((0.1 - 0.129923, 0.1 + 0.129923), abs=1e-6)
 
+
+def test_bad_grids_and_hosts_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("hosts: [coop]\nsteps: 3\n")
+    with pytest.raises(ValueError, match=r"grid\.yaml.*steps"):
+        read_grid(grid)
+    grid.write_text("hosts: [coop]\nhost_options: {liqe: {learning_rate: 1}}\n")
+    with pytest.raises(ValueError, match="host_options for \\['liqe'\\]"):
+        read_grid(grid)
     assert main(["--hosts", "coop,vpt", "--output_dir", str(tmp_path)]) == 2
     assert "host 'vpt'" in capsys.readouterr().err
-    assert hosts_main(["--host", str(tmp_path / "missing.yaml"), "--output_dir", str(tmp_path)]) == 2
-    assert "missing.yaml" in capsys.readouterr().err
     assert main(["--gradings", "softmax,mean", "--output_dir", str(tmp_path)]) == 2
     assert "mean" in capsys.readouterr().err
+    grid.write_text("hosts: [coop]\noptions: {learning_rat: 1}\n")
+    assert main(["--config", str(grid), "--output_dir", str(tmp_path)]) == 2
+    assert "learning_rat" in capsys.readouterr().err
 
 
 def test_example_indices_spread_over_the_mos_range() -> None:
@@ -132,112 +154,94 @@ def test_example_indices_spread_over_the_mos_range() -> None:
     assert sorted(example_indices(mos, 10)) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.slow
-def test_ablation_end_to_end_on_the_synthetic_dataset(tmp_path: Path) -> None:
-    pytest.importorskip("datasets")
-    pytest.importorskip("matplotlib")
-    # A host whose softmax run has nothing to train fails; the batch must report it and go on.
+TINY_GRID = """
+hosts: [clip-iqa, liqe, ipce, coop, maple, {broken}]
+gradings: [softmax, agqg]
+splits: ["1", "2"]
+seed: 3
+num_threads: 1
+options:
+  tiny_image_size: 32
+  tiny_hidden_size: 32
+  tiny_projection_dim: 32
+  synthetic_image_size: 32
+  synthetic_crops_per_source: 2
+  max_train_samples: 16
+  max_eval_samples: 8
+  per_device_train_batch_size: 16
+  per_device_eval_batch_size: 16
+  num_train_epochs: 1
+  backbone_learning_rate: 1.0e-3
+  mixed_precision: "no"
+  report_to: none
+  plots: false
+  disable_tqdm: true
+  checkpointing_steps: none
+host_options:
+  ipce:
+    view_protocol: {{scheme: ipce, num_crops: 2, train_crops: 1, short_side: 40, stride: 8, large_stride: 16,
+                    large_side: 80}}
+"""
+
+
+def test_tiny_ablation_grid_end_to_end(tmp_path: Path) -> None:
+    """Every host x grading x 2 splits through `train()` in seconds: the records, the summary, the tables, the
+    plots, a failing run reported while the others go on, and a rerun that reuses the finished runs."""
+    # A host whose softmax run has nothing to train fails; the grid must report it and go on.
     broken = tmp_path / "frozen.yaml"
-    broken.write_text("host: frozen\ngrading: agqg\ntrain: {trainable: prompts}\n")
+    broken.write_text("host: frozen\nfreeze_backbone: true\n")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(TINY_GRID.format(broken=broken))
     output = tmp_path / "ablation"
-    code = main(
-        [
-            "--hosts",
-            f"coop,clip-iqa,{broken}",
-            "--splits",
-            "2",
-            "--steps",
-            "2",
-            "--batch_size",
-            "8",
-            "--max_train_samples",
-            "24",
-            "--max_eval_samples",
-            "12",
-            "--synthetic_image_size",
-            "32",
-            "--examples",
-            "3",
-            "--output_dir",
-            str(output),
-        ]
-    )
-    assert code == 1, "a skipped run makes the exit code non-zero"
+    threads = torch.get_num_threads()
+    try:
+        code = main(["--config", str(grid), "--examples", "3", "--output_dir", str(output)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 1, "a failed run makes the exit code non-zero"
     payload = json.loads((output / "ablation.json").read_text())
-    runs = payload["runs"]
-    assert {(r["host"], r["grading"], r["split"]) for r in runs} == {
-        (host, grading, split) for host in ("coop", "clip-iqa") for grading in ("softmax", "agqg") for split in (1, 2)
-    } | {("frozen", "agqg", 1), ("frozen", "agqg", 2)}
-    assert [(s["host"], s["grading"]) for s in payload["skipped"]] == [("frozen", "softmax")] * 2
-    assert "no trainable parameters" in payload["skipped"][0]["error"]
-    for run in runs:
-        assert run["train_images"] == 24 and run["test_images"] == 12
-        assert math.isfinite(run["final_loss"]) and 0.0 <= run["drift"] <= 1.0
-        assert len(run["grade_probs"]) == 12
+    hosts = ("clip-iqa", "liqe", "ipce", "coop", "maple")
+    expected = {(h, g, s) for h in hosts for g in ("softmax", "agqg") for s in ("1", "2")}
+    expected |= {("frozen", "agqg", "1"), ("frozen", "agqg", "2")}
+    assert {(r["host"], r["grading"], r["split"]) for r in payload["runs"]} == expected
+    assert [(f["host"], f["grading"]) for f in payload["failed"]] == [("frozen", "softmax")] * 2
+    assert "no trainable parameters" in payload["failed"][0]["error"]
+    for run in payload["runs"]:
+        assert run["test_images"] == 8 and len(run["grade_probs"]) == 8 and 0.0 <= run["drift"] <= 1.0
         if run["grading"] == "agqg":
-            assert run["drift"] == 0.0
+            assert run["drift"] == 0.0, run["host"]  # unimodal by construction
     coop = payload["summary"]["coop"]
-    assert coop["softmax"]["srcc"]["n"] == 2 and "difference" in coop
+    assert coop["softmax"]["srcc"]["n"] == 2 and set(coop["difference"]["srcc"]) >= {"ci_low", "ci_high"}
     markdown = (output / "ablation.md").read_text()
-    assert "| coop |" in markdown and "| clip-iqa |" in markdown and "Skipped" in markdown
-    assert "python training/ablate.py --hosts" in markdown
-    for host in ("coop", "clip-iqa"):
-        for name in (f"{host}_srcc_plcc.png", f"{host}_grade_distributions.png"):
+    assert "| coop | softmax |" in markdown and "| maple | 2 |" in markdown and "Failed" in markdown
+    for host in hosts:
+        for name in (f"{host}_metrics.png", f"{host}_grade_distributions.png"):
             assert (output / "plots" / name).read_bytes()[:8] == PNG_MAGIC
-    # Split 2 is another photo split, built from another seed.
-    assert (output / "data" / "synthetic_seed1").is_dir()
+    run_info = json.loads((output / "split_2" / "ipce_agqg" / "run_info.json").read_text())
+    assert run_info["view_protocol"]["short_side"] == 40 and run_info["grading"] == "agqg"
+    assert json.loads((output / "split_1" / "coop_softmax" / "run_info.json").read_text())["cached_image_embeds"]
+    # Both gradings of a split share the seed (hence the CLIP, prompts and data order); splits differ.
+    seeds = {(r, s): json.loads((output / f"split_{s}" / f"{r}" / "run_info.json").read_text())
+             for r in ("liqe_softmax", "liqe_agqg") for s in ("1", "2")}  # fmt: skip
+    assert all(info["train_images"] == 16 for info in seeds.values())
+    assert (output / "data" / "synthetic_split_2").is_dir()
+
+    # A rerun reuses every finished run (only the failing ones are tried again).
+    before = (output / "split_1" / "liqe_agqg" / "model" / "model.safetensors").stat().st_mtime_ns
+    assert main(["--config", str(grid), "--hosts", "liqe", "--no_plots", "--output_dir", str(output)]) == 0
+    assert (output / "split_1" / "liqe_agqg" / "model" / "model.safetensors").stat().st_mtime_ns == before
 
 
-@pytest.mark.slow
-def test_hosts_command_trains_one_host_and_saves_a_loadable_model(tmp_path: Path) -> None:
-    pytest.importorskip("datasets")
-    from modeling_agqg import AGQGForImageQualityAssessment
-    from training.hosts import main as hosts_main
+def test_the_shipped_grid_resolves_for_every_run(tmp_path: Path) -> None:
+    from training.ablate import run_options
 
-    output = tmp_path / "coop"
-    args = ["--host", "coop", "--grading", "softmax", "--steps", "2", "--batch_size", "8", "--output_dir", str(output)]
-    args += ["--max_train_samples", "16", "--max_eval_samples", "8"]
-    assert hosts_main(args) == 0
-    results = json.loads((output / "results.json").read_text())
-    assert results["host"] == "coop" and results["grading"] == "softmax" and results["test_images"] == 8
-    model = AGQGForImageQualityAssessment.from_pretrained(output / "model")
-    assert model.config.prompt_learning == "coop" and model.head is None
-
-
-@pytest.mark.slow
-def test_ablation_on_real_format_agiqa_3k_uses_the_generation_prompts(shared_data: Path, tmp_path: Path) -> None:
-    """The AGIQA-3K fixtures (official data.csv, real images) through `--dataset agiqa-3k`: the IPCE host reads
-    each image's generation prompt from the dataset's `prompt` column."""
-    pytest.importorskip("datasets")
-    import csv
-    import shutil
-
-    source = shared_data / "AGIQA-3K"
-    root = tmp_path / "AGIQA-3K"
-    (root / "images").mkdir(parents=True)
-    present = {p.name for p in (source / "images").iterdir()}
-    with (source / "data.csv").open(newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle)]
-    kept = [rows[0]] + [row for row in rows[1:] if row[0] in present]
-    if len(kept) < 6:
-        pytest.skip(f"only {len(kept) - 1} AGIQA-3K images in the fixtures")
-    with (root / "data.csv").open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(kept)
-    for row in kept[1:]:
-        shutil.copy(source / "images" / row[0], root / "images" / row[0])
-    output = tmp_path / "ablation"
-    code = main(
-        ["--dataset", "agiqa-3k", "--data_root", str(root), "--protocol", "random", "--hosts", "ipce"]
-        + ["--splits", "1", "--steps", "2", "--batch_size", "4", "--no_plots", "--output_dir", str(output)]
-    )
-    assert code == 0
-    payload = json.loads((output / "ablation.json").read_text())
-    assert {r["grading"] for r in payload["runs"]} == {"softmax", "agqg"}
-    assert all(r["train_images"] + r["test_images"] == len(kept) - 1 for r in payload["runs"])
-    from training.hosts import decode_rows, generation_prompt
-
-    splits, score_range = load_ablation_splits("agiqa-3k", str(root), "1", seed=0, protocol="random")
-    train_rows = decode_rows(splits["train"])
-    prompts = {row[0]: row[1] for row in kept[1:]}
-    assert all(generation_prompt(row) in prompts.values() for row in train_rows)
-    assert score_range[1] > score_range[0]
+    grid = read_grid("synthetic.yaml")
+    assert grid.hosts == ["clip-iqa", "liqe", "ipce", "coop", "maple"] and len(grid.splits) >= 3
+    for host in grid.hosts:
+        for grading in grid.gradings:
+            options = run_options(grid, host, grading, grid.splits[-1], tmp_path / "run", [], tmp_path / "data")
+            assert options.model.clip == "runs/tiny-clip" and options.model.grading == grading
+            assert options.data.synthetic_test_sources == ["astronaut", "chelsea"]
+            assert options.training.seed == grid.seed + len(grid.splits) - 1
+    ipce = run_options(grid, "ipce", "agqg", "1", tmp_path / "run", [], tmp_path / "data")
+    assert ipce.model.view_protocol["short_side"] == 37 and ipce.data.generation_prompts

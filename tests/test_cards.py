@@ -131,7 +131,7 @@ def test_undefined_metrics_show_as_dashes_and_stay_out_of_the_model_index(tokeni
 
 
 def test_card_reads_the_eval_results_training_writes(tokenizer, tmp_path: Path) -> None:
-    from training.common import write_eval_results
+    from training.results import write_eval_results
 
     folder = _saved(tokenizer, tmp_path / "model")
     metrics = {"srcc": float("nan"), "krcc": 0.25, "plcc": 0.5, "plcc_logistic": 0.625, "rmse": 0.75}

@@ -60,8 +60,6 @@ def test_test_specs_and_the_training_command() -> None:
 
 
 def test_evaluate_on_maps_onto_a_lower_is_better_split(tiny_model, tmp_path: Path) -> None:
-    from transformers import CLIPImageProcessor
-
     from training.cross_dataset import HeldOutDataset, evaluate_on
 
     root = tmp_path / "SIQAD"
@@ -71,15 +69,12 @@ def test_evaluate_on_maps_onto_a_lower_is_better_split(tiny_model, tmp_path: Pat
         _grey(root / "DistortedImages" / name, 25 * i)
     _write(root / "splits" / "1" / "train.csv", "".join(f"{n},{10.0 * i}\n" for i, n in enumerate(names[:3])))
     _write(root / "splits" / "1" / "val.csv", "".join(f"{n},{10.0 * (i + 3)}\n" for i, n in enumerate(names[3:])))
-    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     result, rows = evaluate_on(
         tiny_model,
-        processor,
         HeldOutDataset("siqad", root),
         source_range=(0.0, 5.0),
         source_higher_is_better=True,
         batch_size=2,
-        device="cpu",
         test_split="1:validation",
     )
     assert result["split"] == "1:validation" and result["num_images"] == 5 and rows["name"] == names[3:]

@@ -1,8 +1,10 @@
-"""Evaluation: multi-crop views, `evaluate_model` against direct scoring, the `training/evaluate.py` command,
-the repeated-split runner and its mean ± std table."""
+"""Evaluation (training/evaluation.py): the one evaluation of training and of the command, against the model
+scoring every view protocol's views directly; the command's outputs and its `base_model`; the repeated-split
+runner and its mean ± std table."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -14,121 +16,90 @@ from conftest import make_tiny_model
 from PIL import Image
 from test_train import TINY_RUN_FLAGS
 
-from training.evaluate import MultiCropCollator, crop_boxes
 from training.run_splits import parse_splits, summarize
 
-
-@pytest.mark.parametrize("num_crops", [1, 2, 4, 5, 9, 15])
-def test_crop_boxes_are_inside_evenly_spread_and_counted(num_crops: int) -> None:
-    width, height, size = 300, 200, 64
-    boxes = crop_boxes(width, height, size, num_crops)
-    assert len(boxes) == num_crops
-    for left, top, right, bottom in boxes:
-        assert right - left == size and bottom - top == size
-        assert 0 <= left and right <= width and 0 <= top and bottom <= height
-    if num_crops >= 2:
-        assert boxes[0][:2] == (0, 0)
-        assert boxes[-1][2:] == (width, height)
-    assert len(set(boxes)) == num_crops
+PROTOCOLS = {
+    "resize": "resize",
+    "crops": {"scheme": "crops", "num_crops": 3, "train_crops": 1, "include_resized": True},
+    "ipce": {"scheme": "ipce", "num_crops": 4, "train_crops": 2, "short_side": 48, "stride": 8, "large_stride": 12},
+}
 
 
-def test_crop_boxes_reject_small_images() -> None:
-    with pytest.raises(ValueError, match="smaller than the crop size"):
-        crop_boxes(20, 100, 32, 4)
-
-
-def test_multicrop_views_match_the_image_processor(tokenizer) -> None:
-    model = make_tiny_model(tokenizer)
-    processor = model.image_processor
-    rng = np.random.default_rng(0)
-    square = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    collator = MultiCropCollator(processor, crop_size=32, num_crops=3)
-    views = collator.views(square)
-    assert len(views) == 4
-    expected = processor(images=square, return_tensors="pt")["pixel_values"][0]
-    for view in views:  # every crop of a 32x32 image at size 32 is the whole image
-        torch.testing.assert_close(view, expected, atol=1e-5, rtol=0)
-
-    wide = Image.fromarray(rng.integers(0, 256, (40, 96, 3), dtype=np.uint8))
-    views = collator.views(wide)
-    left_crop = processor(images=wide.crop((0, 0, 32, 32)), return_tensors="pt")["pixel_values"][0]
-    torch.testing.assert_close(views[0], left_crop, atol=1e-5, rtol=0)
-    assert not torch.allclose(views[0], views[2])  # left and right crops differ
-
-    small = Image.fromarray(rng.integers(0, 256, (16, 24, 3), dtype=np.uint8))
-    assert all(v.shape == (3, 32, 32) for v in collator.views(small))  # upscaled before cropping
-
-
-def test_evaluate_model_matches_direct_scoring(tokenizer) -> None:
+def _dataset(count: int = 7, seed: int = 1):
     import datasets
+
+    rng = np.random.default_rng(seed)
+    images = [Image.fromarray(rng.integers(0, 256, (48 + 4 * i, 40, 3), dtype=np.uint8)) for i in range(count)]
+    rows = datasets.Dataset.from_dict({"image": images, "mos": [float(i) for i in range(count)]})
+    return rows.cast_column("image", datasets.Image()), images
+
+
+@pytest.mark.parametrize("scheme", sorted(PROTOCOLS))
+def test_evaluate_dataset_matches_the_model_on_make_views(tokenizer, scheme: str) -> None:
     from accelerate import Accelerator
 
-    from training.evaluate import evaluate_model
+    from modeling_agqg.views_agqg import make_views
+    from training.evaluation import evaluate_dataset
 
-    model = make_tiny_model(tokenizer)
-    rng = np.random.default_rng(1)
-    images = [Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)) for _ in range(7)]
-    rows = datasets.Dataset.from_dict({"image": images, "mos": [float(i) for i in range(7)]})
-    rows = rows.cast_column("image", datasets.Image())
-    accelerator = Accelerator(cpu=True)
-
-    predictions, references = evaluate_model(model, rows, accelerator=accelerator, batch_size=3)
+    model = make_tiny_model(tokenizer, view_protocol=PROTOCOLS[scheme])
+    rows, images = _dataset()
+    protocol, spec = model.view_protocol(), model.pixel_spec()
+    views = protocol.num_views()
     with torch.no_grad():
-        direct = model(pixel_values=model.image_processor(images=images, return_tensors="pt")["pixel_values"]).score
-    np.testing.assert_allclose(predictions, direct.numpy(), atol=1e-5)
-    np.testing.assert_allclose(references, np.arange(7))
-
-    predictions, _ = evaluate_model(model, rows, accelerator=accelerator, batch_size=3, crops=4)
-    collator = MultiCropCollator(model.image_processor, crop_size=32, num_crops=4)
-    with torch.no_grad():
-        expected = [model(pixel_values=torch.stack(collator.views(image))).score.mean() for image in images]
-    np.testing.assert_allclose(predictions, torch.stack(expected).numpy(), atol=1e-5)
+        expected = model(torch.cat([make_views(image, protocol, spec) for image in images]), num_views=views)
+        whole = model(torch.cat([make_views(image, protocol, spec)[-1:] for image in images]))
+    for accelerator in (None, Accelerator(cpu=True)):
+        predictions = evaluate_dataset(model, rows, accelerator=accelerator, batch_size=3)
+        np.testing.assert_allclose(predictions.scores, expected.score.numpy(), atol=1e-5)
+        np.testing.assert_allclose(predictions.mos, np.arange(7))
+        # The grade distribution reported is the whole-image view's (the only view for resize).
+        np.testing.assert_allclose(predictions.grade_probs, whole.grade_probs.numpy(), atol=1e-5)
+        assert predictions.names == [str(i) for i in range(7)] and len(predictions.grade_names) == 5
 
 
 @pytest.mark.slow
-def test_evaluate_command_writes_results_plot_and_predictions(
-    tmp_path: Path,
-    tokenizer,
-    synthetic_cache: Path,  # noqa: F811
+def test_evaluation_command_writes_results_plot_and_predictions(
+    tmp_path: Path, tokenizer, synthetic_cache: Path
 ) -> None:
-    from training.evaluate import main
+    from training.evaluation import main
 
     model_dir = tmp_path / "model"
     make_tiny_model(tokenizer).save_pretrained(model_dir)
     out = tmp_path / "eval"
-    code = main(
-        [
-            "--model",
-            str(model_dir),
-            "--dataset",
-            "synthetic",
-            "--data_root",
-            str(synthetic_cache),
-            "--synthetic_image_size",
-            "32",
-            "--which",
-            "validation",
-            "test",
-            "--crops",
-            "4",
-            "--max_samples",
-            "23",
-            "--output_dir",
-            str(out),
-        ]  # fmt: skip
-    )
-    assert code == 0
+    args = ["--model", str(model_dir), "--dataset", "synthetic", "--data_root", str(synthetic_cache),
+            "--synthetic_image_size", "32", "--which", "validation", "test", "--views", "crops:4", "--max_samples",
+            "23", "--output_dir", str(out), "--disable_tqdm", "true"]  # fmt: skip
+    assert main(args) == 0
     results = json.loads((out / "eval_results.json").read_text())
-    assert results["synthetic"] is True
+    assert results["synthetic"] is True and results["base_model"] is None  # a CLIP built in code
     assert [e["split"] for e in results["results"]] == ["validation", "test"]
     assert all(e["num_images"] == 23 for e in results["results"])
-    assert (out / "scatter_test_crops4.png").read_bytes()[:4] == b"\x89PNG"
-    lines = (out / "predictions_validation_crops4.csv").read_text().splitlines()
-    assert lines[0] == "name,mos,prediction" and len(lines) == 24
+    assert (out / "scatter_test_crops.png").read_bytes()[:4] == b"\x89PNG"
+    with (out / "predictions_validation_crops.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 23 and list(rows[0])[:3] == ["name", "mos", "prediction"] and "p_perfect" in rows[0]
+    assert math.isclose(sum(float(rows[0][f"p_{g}"]) for g in ("bad", "poor", "fair", "good", "perfect")), 1.0,
+                        abs_tol=1e-4)  # fmt: skip
 
 
-def test_evaluate_command_names_a_missing_split(tmp_path: Path, tokenizer, synthetic_cache: Path) -> None:  # noqa: F811
-    from training.evaluate import main
+def test_base_model_is_the_clip_never_the_evaluated_model(tokenizer, tmp_path: Path) -> None:
+    from modeling_agqg import AGQGForImageQualityAssessment
+    from training.evaluation import base_model_of
+
+    model = make_tiny_model(tokenizer)
+    assert base_model_of(model, "someone/agqg-model") is None  # a CLIP built in code has no name
+    model.config.clip_config._name_or_path = "openai/clip-vit-base-patch16"
+    assert base_model_of(model, "someone/agqg-model") == "openai/clip-vit-base-patch16"
+    model.config.clip_config._name_or_path = "someone/agqg-model"
+    assert base_model_of(model, "someone/agqg-model") is None
+    model.config.clip_config._name_or_path = str(tmp_path / "my-clip")
+    model.save_pretrained(tmp_path / "saved")
+    reloaded = AGQGForImageQualityAssessment.from_pretrained(tmp_path / "saved")
+    assert base_model_of(reloaded, str(tmp_path / "saved")) == "<local path>/my-clip"
+
+
+def test_evaluation_command_names_a_missing_part(tmp_path: Path, tokenizer, synthetic_cache: Path) -> None:
+    from training.evaluation import main
 
     model_dir = tmp_path / "model"
     make_tiny_model(tokenizer).save_pretrained(model_dir)

@@ -1,26 +1,25 @@
-"""Training entry point: configuration (YAML + flags), optimiser groups, freezing, the cached-embedding head
-path, and a complete tiny run through `accelerate launch training/train.py`."""
+"""The training entry point: options (HfArgumentParser, YAML + flags, host files), what trains, the collators'
+pure-function randomness, the data checks before training, progress bars, and complete tiny runs of `train()`."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT, make_tiny_model
+from PIL import Image
 
-from training.common import (
-    HeadOnlyScorer,
-    TrainConfig,
-    build_arg_parser,
-    freeze_parameters,
-    parameter_groups,
-    resolve_config,
-)
+from training.modeling import CachedEmbeddingScorer, image_embedding_trains, parameter_groups, set_trainable
+from training.options import RunOptions, build_parser, option_names, save_options
+from training.train import parse_args, train
 
 TRAIN_SCRIPT = REPO_ROOT / "training" / "train.py"
 
@@ -37,6 +36,7 @@ TINY_RUN_FLAGS = [
     "--per_device_eval_batch_size", "16",
     "--mixed_precision", "no",
 ]  # fmt: skip
+QUIET_FLAGS = ["--report_to", "none", "--plots", "false", "--disable_tqdm", "true"]
 
 
 def subprocess_env(hf_home: Path) -> dict[str, str]:
@@ -53,6 +53,7 @@ def subprocess_env(hf_home: Path) -> dict[str, str]:
 
 
 def run_training(args: list[str], tmp_path: Path, *, launcher: list[str] | None = None, timeout: int = 300):
+    """`training/train.py ARGS` in a subprocess (the way the README runs it); raises with its output on failure."""
     command = [*(launcher or [sys.executable]), str(TRAIN_SCRIPT), *args]
     result = subprocess.run(
         command, cwd=tmp_path, env=subprocess_env(tmp_path / "hf_home"), capture_output=True, text=True, timeout=timeout
@@ -64,63 +65,87 @@ def run_training(args: list[str], tmp_path: Path, *, launcher: list[str] | None 
     return result
 
 
-# --- configuration -----------------------------------------------------------------------------
+def train_tiny(out: Path, data_root: Path, *extra: str):
+    """`train()` in this process on the tiny settings (no tracking, plots or progress bars)."""
+    return train(parse_args([*TINY_RUN_FLAGS, *QUIET_FLAGS, "--data_root", str(data_root), "--output_dir", str(out),
+                             *extra]))  # fmt: skip
+
+
+# --- options -------------------------------------------------------------------------------------
 
 
 def test_yaml_then_flags_override_and_resolved_types(tmp_path: Path) -> None:
     config_file = tmp_path / "run.yaml"
     config_file.write_text(
-        "learning_rate: 0.005\nnum_train_epochs: 3\nloss_weights: {l1: 1.0, fidelity: 0.5}\nhflip: true\n"
-        "grade_names: [awful, meh, fine]\n",
+        "learning_rate: 5e-3\nnum_train_epochs: 3\nloss_weights: {l1: 1.0, fidelity: 0.5}\nhflip: true\n"
+        "grade_names: [awful, meh, fine]\nsplit: 2\n",
         encoding="utf-8",
     )
-    args = build_arg_parser().parse_args(
-        [
-            "--config",
-            str(config_file),
-            "--num_train_epochs",
-            "7",
-            "--loss_weights",
-            "mse=2,grm_nll=0.1",
-            "--hflip",
-            "no",
-        ]
-    )
-    config = resolve_config(args)
-    assert config.learning_rate == 0.005  # from YAML
-    assert config.num_train_epochs == 7  # flag beats YAML
-    assert config.loss_weights == {"mse": 2.0, "grm_nll": 0.1}
-    assert config.hflip is False
-    assert config.grade_names == ["awful", "meh", "fine"]
-    assert config.per_device_train_batch_size == TrainConfig().per_device_train_batch_size  # default kept
+    options = parse_args(
+        ["--config", str(config_file), "--num_train_epochs", "7", "--loss_weights", "mse=2,grm_nll=0.1", "--hflip",
+         "no", "--score_range", "0", "4.5"]
+    )  # fmt: skip
+    assert options.training.learning_rate == 0.005  # from YAML ("5e-3" is a string to YAML)
+    assert options.training.num_train_epochs == 7  # flag beats YAML
+    assert options.training.loss_weights == {"mse": 2.0, "grm_nll": 0.1}
+    assert options.data.hflip is False and options.data.split == "2"
+    assert options.model.grade_names == ["awful", "meh", "fine"]
+    assert options.model.score_range == [0.0, 4.5]
+    assert options.training.per_device_train_batch_size == 32  # default kept
+    assert parse_args(["--grade_names", "a,b,c"]).model.grade_names == ["a", "b", "c"]
 
 
-def test_every_option_is_a_flag() -> None:
-    parser = build_arg_parser()
-    flags = {action.dest for action in parser._actions}
-    for field in TrainConfig.__dataclass_fields__:
-        assert field in flags
+def test_every_option_is_a_flag_with_help() -> None:
+    parser = build_parser()
+    actions = {action.dest: action for action in parser._actions}
+    for name in option_names():
+        assert name in actions, name
+    assert "--host" in parser.format_help() and "--view_protocol" in parser.format_help()
 
 
-def test_unknown_yaml_key_and_bad_value_name_their_source(tmp_path: Path) -> None:
+def test_unknown_yaml_keys_and_bad_values_name_their_source(tmp_path: Path, capsys) -> None:
     config_file = tmp_path / "bad.yaml"
     config_file.write_text("learning_rat: 0.1\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.yaml.*learning_rat"):
-        resolve_config({"config": str(config_file)})
-    with pytest.raises(ValueError, match="num_train_epochs"):
-        resolve_config({"num_train_epochs": "many"})
-    with pytest.raises(ValueError, match="mixed_precision"):
-        resolve_config({"mixed_precision": "fp8"})
+        parse_args(["--config", str(config_file)])
+    config_file.write_text("num_train_epochs: many\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*num_train_epochs"):
+        parse_args(["--config", str(config_file)])
+    config_file.write_text("loss_weights: {huber: 1}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*huber"):
+        parse_args(["--config", str(config_file)])
+    with pytest.raises(SystemExit):
+        parse_args(["--mixed_precision", "fp8"])
+    assert "fp8" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="view scheme 'tiles'"):
+        parse_args(["--view_protocol", "tiles"])
+    with pytest.raises(ValueError, match="push_to_hub needs hub_model_id"):
+        parse_args(["--push_to_hub", "true"])
 
 
-def test_shipped_configs_resolve() -> None:
+def test_host_then_config_then_flags(tmp_path: Path) -> None:
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("host: coop\nlearning_rate: 1.0e-3\nnum_context_tokens: 3\n", encoding="utf-8")
+    options = parse_args(["--config", str(config_file), "--num_context_tokens", "5"])
+    assert options.model.prompt_learning == "coop" and options.training.freeze_backbone  # from the host file
+    assert options.training.learning_rate == 1e-3  # the config beats the host
+    assert options.model.num_context_tokens == 5  # the flag beats both
+    assert parse_args(["--config", str(config_file), "--host", "liqe"]).model.prompt_learning is None
+    assert parse_args(["--host", "ipce"]).model.view_protocol["scheme"] == "ipce"
+
+
+def test_shipped_configs_resolve_and_resolved_options_round_trip(tmp_path: Path) -> None:
     configs = sorted((REPO_ROOT / "training" / "configs").glob("*.yaml"))
     assert configs, "no configs shipped"
     for path in configs:
-        resolve_config({"config": str(path)})
+        options = parse_args(["--config", str(path)])
+        saved = save_options(options, tmp_path / f"{path.stem}.yaml")
+        assert parse_args(["--config", str(saved)]) == options, path.name
+    hosted = parse_args(["--host", "maple", "--grading", "softmax"])
+    assert parse_args(["--config", str(save_options(hosted, tmp_path / "maple.yaml"))]) == hosted
 
 
-# --- optimiser groups and freezing -----------------------------------------------------------
+# --- what trains ---------------------------------------------------------------------------------
 
 
 def test_parameter_groups_split_head_and_backbone(tokenizer) -> None:
@@ -137,39 +162,194 @@ def test_parameter_groups_split_head_and_backbone(tokenizer) -> None:
 
 def test_freezing_leaves_the_right_parameters_trainable(tokenizer) -> None:
     model = make_tiny_model(tokenizer)
-    freeze_parameters(model, freeze_backbone=False, freeze_text_tower=True)
+    set_trainable(model, freeze_backbone=False, freeze_text_tower=True)
     assert not any(p.requires_grad for p in model.clip.text_model.parameters())
     assert all(p.requires_grad for p in model.clip.vision_model.parameters())
-    groups = parameter_groups(model, head_lr=1e-3, backbone_lr=1e-5, weight_decay=0.0)
-    trainable = {id(p) for g in groups for p in g["params"]}
-    assert not trainable & {id(p) for p in model.clip.text_model.parameters()}
-
-    freeze_parameters(model, freeze_backbone=True, freeze_text_tower=False)
+    assert image_embedding_trains(model)
+    set_trainable(model, freeze_backbone=True, freeze_text_tower=False)
     groups = parameter_groups(model, head_lr=1e-3, backbone_lr=1e-5, weight_decay=0.0)
     assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.head.parameters()}
+    assert not image_embedding_trains(model)
+    maple = make_tiny_model(tokenizer, prompt_learning="maple", prompt_depth=2)
+    set_trainable(maple, freeze_backbone=True, freeze_text_tower=False)
+    assert image_embedding_trains(maple), "MaPLe's vision prompts shape the image embedding"
 
 
 @pytest.mark.parametrize("grading", ["agqg", "softmax"])
-def test_head_only_scorer_matches_the_full_forward(tokenizer, grading: str) -> None:
+def test_cached_embedding_scorer_matches_the_full_forward(tokenizer, grading: str) -> None:
     model = make_tiny_model(tokenizer, grading=grading, score_range=(0.0, 4.5))
     pixel_values = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        full = model(pixel_values=pixel_values)
-        cached = HeadOnlyScorer(model)(model.get_image_embeds(pixel_values))
+        full = model(pixel_values=pixel_values, num_views=2, view_aggregation="mean")
+        cached = CachedEmbeddingScorer(model)(model.get_image_embeds(pixel_values), num_views=2)
     for key in ("score", "grade_probs", "ability", "similarities"):
         torch.testing.assert_close(getattr(cached, key), getattr(full, key), atol=1e-6, rtol=1e-6)
 
 
-def test_head_only_scorer_trains_only_the_head(tokenizer) -> None:
+# --- collation: views and augmentation are pure functions of (seed, epoch, row) ----------------------
+
+
+def _square_rows(count: int, size: int = 32, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [
+        {"image": Image.fromarray(rng.integers(0, 256, (size, size + 8 * (i % 2), 3), dtype=np.uint8)), "mos": 3.0,
+         "row_index": i}
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def test_flips_and_rotations_are_functions_of_seed_epoch_and_row(tokenizer) -> None:
+    from training.collate import ViewCollator
+
     model = make_tiny_model(tokenizer)
-    freeze_parameters(model, freeze_backbone=True, freeze_text_tower=False)
-    embeds = model.get_image_embeds(torch.randn(4, 3, 32, 32)).detach()
-    HeadOnlyScorer(model)(embeds).score.sum().backward()
-    assert all(p.grad is not None for p in model.head.parameters())
-    assert all(p.grad is None for p in model.clip.parameters())
+    collator = ViewCollator(model, model.view_protocol(), train=True, hflip=True, rot90=True, seed=3)
+    collator.set_epoch(1)
+    flips, turns = collator.flips(range(400)), collator.rotations(range(400))
+    assert torch.equal(collator.flips(range(400)), flips) and torch.equal(collator.flips([5, 7]), flips[[5, 7]])
+    assert torch.equal(collator.rotations([9]), turns[[9]]) and 120 < int(flips.sum()) < 280
+    assert len({(bool(f), int(k)) for f, k in zip(flips, turns, strict=True)}) == 8  # all 8 orientations occur
+    collator.set_epoch(2)
+    assert not torch.equal(collator.flips(range(400)), flips)
+
+    # The batch holds each row's resized view flipped (if drawn) and then turned k quarter turns.
+    rows = _square_rows(1) * 8
+    rows = [{**row, "row_index": i} for i, row in enumerate(rows)]
+    collator.set_epoch(1)
+    batch = collator(rows)["pixel_values"]
+    plain = ViewCollator(model, model.view_protocol())(rows[:1])["pixel_values"][0]
+    for i in range(8):
+        expected = plain.flip(-1) if flips[i] else plain
+        assert torch.equal(batch[i], torch.rot90(expected, int(turns[i]), dims=(-2, -1)))
+    with pytest.raises(ValueError, match="row_index"):
+        collator([{"image": rows[0]["image"], "mos": 3.0}])
 
 
-# --- a complete run -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "protocol",
+    [
+        "crops:3",
+        {
+            "scheme": "ipce",
+            "num_crops": 3,
+            "train_crops": 2,
+            "short_side": 40,
+            "stride": 4,
+            "large_stride": 8,
+            "large_side": 80,
+        },
+    ],
+)
+def test_training_views_come_from_make_views_seeded_per_seed_epoch_and_row(tokenizer, protocol) -> None:
+    from modeling_agqg.views_agqg import make_views
+    from training.collate import ViewCollator
+
+    model = make_tiny_model(tokenizer, view_protocol=protocol)
+    views = model.view_protocol()
+    collator = ViewCollator(model, views, train=True, seed=5)
+    rows = _square_rows(4, size=48)
+    collator.set_epoch(2)
+    batch = collator(rows)["pixel_values"]
+    per_image = views.num_views(train=True)
+    assert batch.shape == (4 * per_image, 3, 32, 32)
+    expected = make_views(rows[3]["image"], views, model.pixel_spec(), train=True, generator=collator.view_generator(3))
+    torch.testing.assert_close(batch[3 * per_image :], expected, atol=0, rtol=0)
+    assert torch.equal(collator(rows[2:])["pixel_values"], batch[2 * per_image :]), "independent of the batch"
+    collator.set_epoch(3)
+    assert not torch.equal(collator(rows)["pixel_values"], batch), "another epoch draws other views"
+    test_batch = ViewCollator(model, views, train=False)(rows)["pixel_values"]
+    assert test_batch.shape == (4 * views.num_views(), 3, 32, 32)
+
+
+# --- data: checked before training, named by file and row ---------------------------------------------
+
+
+AGIQA_HEADER = "name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align\n"
+
+
+def agiqa_folder(root: Path, mos: list[float], splits: dict[str, list[int]]) -> Path:
+    """A small AGIQA-3K folder in the official layout: `data.csv`, 24x24 PNGs and `splits/1/<part>.csv`."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    lines = [AGIQA_HEADER]
+    for index, value in enumerate(mos):
+        name = f"img_{index:02d}.png"
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(root / "images" / name)
+        lines.append(f"{name},a photo number {index % 3},,,,{value},0.3,3.0,0.3\n")
+    (root / "data.csv").write_text("".join(lines), encoding="utf-8")
+    for part, indices in splits.items():
+        folder = root / "splits" / "1"
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = "".join(f"img_{i:02d}.png,{mos[i]}\n" for i in indices)
+        (folder / f"{part}.csv").write_text("name,mos\n" + rows, encoding="utf-8")
+    return root
+
+
+def _agiqa_options(root: Path, tmp_path: Path, *extra: str) -> RunOptions:
+    return parse_args([*TINY_RUN_FLAGS, *QUIET_FLAGS, "--dataset", "agiqa-3k", "--data_root", str(root), "--split", "1",
+                       "--output_dir", str(tmp_path / "run"), *extra])  # fmt: skip
+
+
+def test_empty_parts_fail_before_training_and_name_the_split_file(tmp_path: Path) -> None:
+    mos = [1.0 + 0.15 * i for i in range(20)]
+    root = agiqa_folder(tmp_path / "empty_val", mos, {"train": list(range(14)), "val": []})
+    with pytest.raises(ValueError, match=r"validation part is empty \(split file .*splits/1/val\.csv\)"):
+        train(_agiqa_options(root, tmp_path))
+    assert not (tmp_path / "run" / "best_model").exists(), "nothing may train before the data is checked"
+    root = agiqa_folder(tmp_path / "empty_train", mos, {"train": [], "val": list(range(5))})
+    with pytest.raises(ValueError, match=r"train part is empty \(split file .*splits/1/train\.csv\)"):
+        train(_agiqa_options(root, tmp_path))
+
+
+@pytest.mark.parametrize("bad_value", [-3.5, 1e9])
+def test_mos_far_outside_the_scale_names_the_file_and_rows(tmp_path: Path, bad_value: float) -> None:
+    from training.run_data import load_run_data
+
+    mos = [1.0 + 0.15 * i for i in range(20)]
+    mos[3] = bad_value
+    root = agiqa_folder(tmp_path / "agiqa", mos, {"train": list(range(14)), "val": list(range(14, 20))})
+    with pytest.raises(ValueError, match=rf"data\.csv: 1 train row\(s\) with a MOS far outside the scale 0-5 .*"
+                                         rf"row 5 \('img_03\.png'\) MOS {re.escape(f'{bad_value:g}')}"):  # fmt: skip
+        train(_agiqa_options(root, tmp_path))
+    data = load_run_data(_agiqa_options(root, tmp_path, "--data_on_bad_rows", "skip").data)
+    assert len(data.train) == 13 and any("skipped" in note for note in data.notes)
+
+
+def test_a_split_without_validation_validates_on_test_and_says_so(tmp_path: Path, capfd) -> None:
+    mos = [1.0 + 0.15 * i for i in range(20)]
+    root = agiqa_folder(tmp_path / "agiqa", mos, {"train": list(range(14)), "test": list(range(14, 20))})
+    result = train(_agiqa_options(root, tmp_path, "--num_train_epochs", "1"))
+    assert "has no validation part: its test part (split file" in capfd.readouterr().out
+    assert [e["split"] for e in result.eval_results["results"]] == ["split 1 test"]
+    assert "also selected the model" in result.eval_results["results"][0]["note"]
+    info = json.loads((tmp_path / "run" / "run_info.json").read_text())
+    assert info["validation_images"] == 6 and info["test_images"] == 0 and info["data_notes"]
+
+
+def test_splits_root_and_metadata_file_reach_the_loader(tmp_path: Path) -> None:
+    from training.run_data import load_run_data
+
+    mos = [1.0 + 0.15 * i for i in range(20)]
+    root = agiqa_folder(tmp_path / "agiqa", mos, {"train": list(range(14)), "val": list(range(14, 20))})
+    elsewhere = tmp_path / "my_splits"
+    (root / "splits").rename(elsewhere)
+    (root / "data.csv").rename(root / "quality.csv")
+    options = _agiqa_options(root, tmp_path, "--splits_root", str(elsewhere), "--metadata_file", "quality.csv")
+    data = load_run_data(options.data)
+    assert (len(data.train), len(data.validation)) == (14, 6)
+
+
+def test_progress_bars_show_no_nan_and_can_be_turned_off(tmp_path: Path, synthetic_cache: Path, capfd) -> None:
+    flags = [*TINY_RUN_FLAGS, "--report_to", "none", "--plots", "false", "--data_root", str(synthetic_cache)]
+    flags += ["--max_train_samples", "32", "--max_eval_samples", "8", "--num_train_epochs", "2"]
+    train(parse_args([*flags, "--output_dir", str(tmp_path / "bars")]))
+    shown = capfd.readouterr().err
+    assert "training:" in shown and "loss=" in shown and "val_srcc=" in shown
+    assert "nan" not in shown.lower()
+    train(parse_args([*flags, "--output_dir", str(tmp_path / "quiet"), "--disable_tqdm", "true"]))
+    assert "training:" not in capfd.readouterr().err
+
+
+# --- complete runs --------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -183,18 +363,9 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
     code = quickstart(
-        [
-            "--output_dir",
-            str(out),
-            *TINY_RUN_FLAGS,
-            "--num_train_epochs",
-            "2",
-            "--checkpointing_steps",
-            "2",
-            "--checkpoints_total_limit",
-            "2",
-        ]  # fmt: skip
-    )
+        ["--output_dir", str(out), *TINY_RUN_FLAGS, "--num_train_epochs", "2", "--checkpointing_steps", "2",
+         "--checkpoints_total_limit", "2"]
+    )  # fmt: skip
     assert code == 0
     printed = capfd.readouterr().out
     assert printed.count("SYNTHETIC DEMONSTRATION") >= 2  # before and after
@@ -203,7 +374,7 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
 
     model_dir = out / "model"
     for name in ("config.json", "model.safetensors", "modeling_agqg.py", "configuration_agqg.py", "pipeline_agqg.py",
-                 "eval_results.json", "train_config.yaml"):  # fmt: skip
+                 "views_agqg.py", "eval_results.json", "train_config.yaml"):  # fmt: skip
         assert (model_dir / name).is_file(), name
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["synthetic"] is True and results["base_model"] is None
@@ -221,19 +392,11 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
-    resolved = resolve_config({"config": str(out / "train_config.yaml")})
-    assert resolved.num_train_epochs == 2 and resolved.hflip is True and resolved.freeze_text_tower is True
-    info = json.loads((out / "run_info.json").read_text())
-    assert info["num_processes"] == 1
-
-    # The six example images were scored by path through the pipeline; their PNG files are there.
+    resolved = parse_args(["--config", str(out / "train_config.yaml")])
+    assert resolved.training.num_train_epochs == 2 and resolved.data.hflip and resolved.training.freeze_text_tower
+    assert json.loads((out / "run_info.json").read_text())["num_processes"] == 1
     samples = sorted((out / "samples").glob("*.png"))
     assert len(samples) == 6
-    from transformers import pipeline
-
-    scorer = pipeline("image-quality", model=str(model_dir), trust_remote_code=True)
-    scores = [scorer(str(path))["score"] for path in samples[:2]]
-    assert all(1.0 <= s <= 5.0 for s in scores)
 
 
 @pytest.mark.parametrize(("split", "seed"), [(None, 0), ("1", 1), ("3", 3)])
@@ -267,38 +430,18 @@ def test_quickstart_examples_come_from_the_runs_own_held_out_photos(
     assert seen["out_dir"] == tmp_path / "synthetic_data"
 
 
-@pytest.mark.slow
-def test_frozen_backbone_trains_head_from_cached_embeddings(tmp_path: Path, synthetic_cache: Path, tokenizer) -> None:
+def test_frozen_backbone_trains_the_head_from_embeddings_computed_once(tmp_path: Path, synthetic_cache: Path) -> None:
     from safetensors.torch import load_file
 
-    from training.common import build_model
+    from training.modeling import build_model
 
     out = tmp_path / "frozen"
-    run_training(
-        [
-            *TINY_RUN_FLAGS,
-            "--data_root",
-            str(synthetic_cache),
-            "--output_dir",
-            str(out),
-            "--num_train_epochs",
-            "2",
-            "--freeze_backbone",
-            "true",
-            "--learning_rate",
-            "1e-2",
-            "--report_to",
-            "none",
-            "--seed",
-            "5",
-        ],  # fmt: skip
-        tmp_path,
-    )
-    info = json.loads((out / "run_info.json").read_text())
-    assert info["cached_image_embeds"] is True
+    options = parse_args([*TINY_RUN_FLAGS, "--seed", "5"])
+    train_tiny(out, synthetic_cache, "--num_train_epochs", "2", "--freeze_backbone", "true", "--learning_rate", "1e-2",
+               "--seed", "5")  # fmt: skip
+    assert json.loads((out / "run_info.json").read_text())["cached_image_embeds"] is True
     trained = load_file(str(out / "model" / "model.safetensors"))
-    initial_config = TrainConfig(seed=5, tiny_image_size=32, tiny_hidden_size=32, tiny_projection_dim=32)
-    initial = build_model(initial_config, (1.0, 5.0)).state_dict()
+    initial = build_model(options.model, (1.0, 5.0), seed=5).state_dict()
     backbone_keys = [k for k in trained if k.startswith("clip.")]
     head_keys = [k for k in trained if k.startswith("head.")]
     assert backbone_keys and head_keys
@@ -307,46 +450,28 @@ def test_frozen_backbone_trains_head_from_cached_embeddings(tmp_path: Path, synt
     assert any(not torch.equal(trained[k], initial[k]) for k in head_keys), "the head did not train"
 
 
-def test_flips_are_a_function_of_seed_epoch_and_row(tokenizer) -> None:
-    from training.common import ImageBatchCollator
+def test_a_run_writes_its_view_protocol_into_the_model_and_evaluates_with_it(
+    tmp_path: Path, synthetic_cache: Path
+) -> None:
+    """`--view_protocol crops:3`: the model folder's config records it, and the final numbers are the evaluation
+    of the saved model with 3 crops + the resized view (the predictions CSV equals a fresh evaluation)."""
+    from modeling_agqg import AGQGForImageQualityAssessment
+    from training.evaluation import evaluate_dataset
+    from training.run_data import load_run_data
 
-    collator = ImageBatchCollator(make_tiny_model(tokenizer).image_processor, hflip=True, seed=3)
-    collator.set_epoch(1)
-    first = collator.flips(range(200))
-    assert torch.equal(collator.flips(range(200)), first)  # no hidden state: a resumed run flips alike
-    assert torch.equal(collator.flips([5, 7]), first[[5, 7]])  # independent of batch composition
-    assert 60 < int(first.sum()) < 140
-    collator.set_epoch(2)
-    assert not torch.equal(collator.flips(range(200)), first)
-
-
-def test_rotations_are_a_function_of_seed_epoch_and_row_and_turn_the_pixels(tokenizer) -> None:
-    import numpy as np
-    from PIL import Image
-
-    from training.common import ImageBatchCollator
-
-    processor = make_tiny_model(tokenizer).image_processor
-    collator = ImageBatchCollator(processor, hflip=True, rot90=True, seed=3)
-    collator.set_epoch(1)
-    turns = collator.rotations(range(400))
-    assert torch.equal(collator.rotations(range(400)), turns) and torch.equal(collator.rotations([9]), turns[[9]])
-    assert set(turns.tolist()) == {0, 1, 2, 3} and all(60 < int((turns == k).sum()) < 140 for k in range(4))
-    flips = collator.flips(range(400))
-    orientations = {(bool(f), int(k)) for f, k in zip(flips, turns, strict=True)}
-    assert len(orientations) == 8  # flips and turns are drawn independently: all 8 orientations occur
-
-    # The batch holds each row's processed image flipped (if drawn) and then turned k quarter turns.
-    size = processor.crop_size["height"]
-    pixels = np.random.default_rng(0).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-    rows = [{"image": Image.fromarray(pixels), "mos": 3.0, "row_index": i} for i in range(8)]
-    batch = collator(rows)["pixel_values"]
-    plain = ImageBatchCollator(processor)(rows[:1])["pixel_values"][0]
-    for i in range(8):
-        expected = plain.flip(-1) if flips[i] else plain
-        assert torch.equal(batch[i], torch.rot90(expected, int(turns[i]), dims=(-2, -1)))
-    with pytest.raises(ValueError, match="row_index"):
-        ImageBatchCollator(processor, rot90=True)([{"image": Image.fromarray(pixels), "mos": 3.0}])
+    out = tmp_path / "crops"
+    options_flags = ["--num_train_epochs", "1", "--max_train_samples", "32", "--max_eval_samples", "12"]
+    result = train_tiny(out, synthetic_cache, *options_flags, "--view_protocol", "crops:3")
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["view_protocol"] == {"scheme": "crops", "num_crops": 3, "train_crops": 1, "crop_size": None,
+                                       "include_resized": True}  # fmt: skip
+    model = AGQGForImageQualityAssessment.from_pretrained(out / "model")
+    data = load_run_data(parse_args(["--config", str(out / "train_config.yaml")]).data)
+    fresh = evaluate_dataset(model, data.test, batch_size=5)
+    np.testing.assert_allclose(result.predictions["test"].scores, fresh.scores, atol=1e-5)
+    with (out / "predictions_test.csv").open() as handle:
+        saved = [float(row["prediction"]) for row in csv.DictReader(handle)]
+    np.testing.assert_allclose(saved, fresh.scores, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -354,38 +479,31 @@ def test_training_on_real_format_agiqa3k_files(tmp_path: Path, shared_data: Path
     """The official AGIQA-3K data.csv and real 512x512 JPEGs (the fixture has 8 of the 2982 images; the rest
     are skipped and counted), a random image split, the MOS scale from the loader."""
     out = tmp_path / "agiqa3k"
-    result = run_training(
-        [
-            *TINY_RUN_FLAGS,
-            "--dataset",
-            "agiqa-3k",
-            "--data_root",
-            str(shared_data / "AGIQA-3K"),
-            "--protocol",
-            "random",
-            "--split",
-            "1",
-            "--data_on_bad_rows",
-            "skip",
-            "--num_train_epochs",
-            "2",
-            "--report_to",
-            "none",
-            "--per_device_train_batch_size",
-            "2",
-            "--output_dir",
-            str(out),
-        ],  # fmt: skip
-        tmp_path,
-    )
-    assert "SYNTHETIC" not in result.stdout
-    results = json.loads((out / "model" / "eval_results.json").read_text())
+    result = train_tiny(
+        out, shared_data / "AGIQA-3K", "--dataset", "agiqa-3k", "--protocol", "random", "--split", "1",
+        "--data_on_bad_rows", "skip", "--num_train_epochs", "2", "--per_device_train_batch_size", "2",
+    )  # fmt: skip
+    results = result.eval_results
     assert results["synthetic"] is False and results["results"][0]["dataset"] == "agiqa-3k"
     validation = results["results"][0]
     assert validation["split"] == "split 1 validation" and validation["num_images"] == 2
     # Two images cannot give a meaningful correlation: reported as null, and the run still saves a model.
     assert all(value is None for value in validation["metrics"].values())
-    info = json.loads((out / "run_info.json").read_text())
-    assert info["train_images"] + info["validation_images"] == 8
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["score_range"][0] == pytest.approx(0.0) and 4.4 < config["score_range"][1] < 5.1
+
+
+def test_synthetic_test_sources_fix_the_test_photos(tmp_path: Path) -> None:
+    """`--synthetic_test_sources` (the ablation: the photos held out of pretraining) reaches the dataset builder;
+    each split is still its own draw (crops, distortion noise, ratings) of those photos."""
+    from training.run_data import load_run_data
+
+    flags = ["--synthetic_image_size", "16", "--synthetic_crops_per_source", "1"]
+    flags += ["--synthetic_test_sources", "astronaut", "chelsea", "--data_root", str(tmp_path / "data")]
+    test_mos = {}
+    for split in ("1", "2"):
+        data = load_run_data(parse_args([*flags, "--split", split]).data)
+        assert set(data.test["source"]) == {"astronaut", "chelsea"}
+        assert not {"astronaut", "chelsea"} & (set(data.train["source"]) | set(data.validation["source"]))
+        test_mos[split] = list(data.test["mos"])
+    assert test_mos["1"] != test_mos["2"]

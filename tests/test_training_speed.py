@@ -7,10 +7,9 @@ import copy
 import pytest
 import torch
 from test_train import TINY_RUN_FLAGS, run_training
-from transformers import CLIPModel
 
 from modeling_agqg import AGQGForImageQualityAssessment
-from modeling_agqg.tools.offline import tiny_clip_config
+from modeling_agqg.tools.offline import tiny_agqg_model
 from training.speed import EAGER_ATTENTION_MAX_TOKENS, _patch_embedding_forward, speed_up_vision_training
 
 
@@ -33,9 +32,7 @@ def test_patch_embedding_matmul_equals_the_convolution(size: tuple[int, int]) ->
 
 
 def _model(tokenizer, image_size: int, patch_size: int) -> AGQGForImageQualityAssessment:
-    torch.manual_seed(0)
-    config = tiny_clip_config(tokenizer, image_size=image_size, patch_size=patch_size)
-    return AGQGForImageQualityAssessment.from_clip(CLIPModel(config), tokenizer=tokenizer)
+    return tiny_agqg_model(tokenizer=tokenizer, clip_shapes={"image_size": image_size, "patch_size": patch_size})
 
 
 def test_sped_up_model_gives_the_same_scores_and_gradients(tokenizer, tmp_path) -> None:

@@ -1,5 +1,6 @@
-"""One view protocol: the pipeline, `score()`, `agqg score` and the evaluation script give the same scores for the
-same model and image (fp32, 1e-4 on the grade scale), for every view scheme, on awkward images."""
+"""One view protocol: the pipeline, `score()`, `agqg score` and the evaluation script (training/evaluation.py) give
+the same scores for the same model and image (fp32, 1e-4 on the grade scale), for every view scheme, on awkward
+images."""
 
 from __future__ import annotations
 
@@ -71,3 +72,36 @@ def test_pipeline_score_and_cli_agree(tokenizer, tmp_path: Path, scheme: str) ->
     if scheme != "resize":
         resized = [scorer(str(path), views="resize")["score"] for path in paths]
         assert not np.allclose(resized, from_pipeline, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("scheme", sorted(PROTOCOLS))
+def test_evaluation_script_agrees_with_the_pipeline(tokenizer, tmp_path: Path, scheme: str) -> None:
+    """`training/evaluation.py` (the evaluation training uses) scores the same awkward images as the pipeline:
+    its per-image predictions CSV equals `pipeline("image-quality")` within 1e-4 (fp32), for every scheme."""
+    from transformers import pipeline
+
+    from training.evaluation import main
+
+    model_dir = tmp_path / "model"
+    make_tiny_model(tokenizer, view_protocol=PROTOCOLS[scheme]).save_pretrained(model_dir)
+    root = tmp_path / "AGIQA-3K"
+    (root / "images").mkdir(parents=True)
+    paths = _awkward_images(root / "images")
+    rows = "".join(f"{path.name},a photo,,,,{2.0 + 0.3 * i},0.5,3.0,0.5\n" for i, path in enumerate(paths))
+    (root / "data.csv").write_text(
+        "name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align\n" + rows, encoding="utf-8"
+    )
+    (root / "splits" / "1").mkdir(parents=True)
+    listed = "name\n" + "".join(f"{path.name}\n" for path in paths)
+    (root / "splits" / "1" / "train.csv").write_text(listed, encoding="utf-8")
+    (root / "splits" / "1" / "val.csv").write_text(listed, encoding="utf-8")
+    out = tmp_path / "eval"
+    args = ["--model", str(model_dir), "--dataset", "agiqa-3k", "--data_root", str(root), "--split", "1"]
+    assert main([*args, "--which", "validation", "--batch_size", "4", "--output_dir", str(out)]) == 0
+    with (out / "predictions_validation.csv").open(newline="") as handle:
+        from_script = {row["name"]: float(row["prediction"]) for row in csv.DictReader(handle)}
+    scorer = pipeline("image-quality", model=str(model_dir), trust_remote_code=True)
+    from_pipeline = {path.name: scorer(str(path))["score"] for path in paths}
+    assert from_script.keys() == from_pipeline.keys()
+    for name, value in from_pipeline.items():
+        assert abs(from_script[name] - value) <= TOLERANCE, (name, from_script[name], value)

@@ -1,33 +1,45 @@
-r"""Ablation: every host framework with its original softmax grading and with AGQG, on equal footing.
+# Copyright 2025 The agqg authors. Licensed under the Apache License, Version 2.0.
+r"""The plug-in ablation: every host framework with its own softmax grading and with AGQG, on equal footing.
 
-    python training/ablate.py --dataset synthetic --hosts all --splits 3 --output_dir runs/ablation
-    python training/ablate.py --dataset agiqa-3k --data_root /data/AGIQA-3K --clip openai/clip-vit-base-patch16 \
-        --hosts all --splits 10 --steps 3000 --batch_size 32 --output_dir runs/ablation-agiqa3k
+    python training/ablate.py --config training/configs/ablation/synthetic.yaml --output_dir runs/ablation
+    python training/ablate.py --config my_grid.yaml --output_dir runs/ablation-agiqa3k -- --data_root /data/AGIQA-3K
 
-For each split and host, both gradings are trained from the same seed (same CLIP, same initial prompts, same
-batches in the same order), with the same budget (`--steps` AdamW steps of `--batch_size` images) and the host's
-own training settings (`training/configs/hosts/*.yaml`), then scored on the split's test images (the
-`validation` split where a protocol has no test split; there is no model selection, the last step is scored).
-Synthetic splits are different photo splits (seed = `--seed` + split index); real datasets use their
-protocol's split files 1..N.
+Every run of the grid (split x host x grading) is one call of `training.train.train` (the one training loop,
+with its best-on-validation model selection and its final evaluation); this file only lays out the grid and
+summarises it. The grid file (YAML):
 
-Reported per host and grading, mean ± std over splits: SRCC, PLCC and the **semantic-drift fraction**, the share
-of test images whose K-grade distribution is multimodal. A distribution p_1..p_K is multimodal when some grade
-j has a strictly higher grade on both sides by more than the tolerance epsilon:
+    hosts: [clip-iqa, liqe, ipce, coop, maple]    # shipped names or host YAML files
+    gradings: [softmax, agqg]
+    splits: ["1", "2", "3"]                       # the dataset's splits (synthetic: photo split n)
+    seed: 0                                       # run seed = seed + the split's position (shared by both gradings)
+    drift_tolerance: 1.0e-3
+    num_threads: 1                                # torch threads (tiny models: 1 is fastest)
+    options: {train.py options for every run}     # over each host's own options
+    host_options: {ipce: {...}}                   # per host, over `options`
+
+Flags after `--` are train.py flags for every run (over everything above). Both gradings of a host and split get
+the same seed, hence the same CLIP, prompts, data order and views; only the grading head differs.
+
+Reported per host and grading, mean ± std (sample std, ddof = 1) over the splits: SRCC, PLCC, KRCC on the test
+part and the **semantic-drift fraction**, the share of test images whose K-grade distribution is multimodal. A
+distribution p_1..p_K is multimodal when some grade j has a higher grade on both sides by more than epsilon:
 
     max_{i<j} p_i - p_j > epsilon   and   max_{i>j} p_i - p_j > epsilon.
 
-(The softmax of the similarities for the baseline, the GRM probabilities for AGQG, which cannot be multimodal
-by construction.) The differences AGQG - softmax are averaged per split (paired).
+(The softmax of the similarities for the baseline, the GRM probabilities for AGQG, which cannot be multimodal by
+construction; for multi-view protocols the distribution of the whole-image view, as `training.evaluation`
+reports it.) The paired difference AGQG - softmax per split is summarised by its mean and a 95% t-interval,
+mean ± t_{0.975, n-1} s / sqrt(n) over the n paired splits.
 
-Outputs in `--output_dir`: `ablation.json` (every run and the summary), `ablation.md` (the table),
-`plots/<host>_srcc_plcc.png` (bar chart softmax vs AGQG) and `plots/<host>_grade_distributions.png` (the grade
-distributions of the same test images under both gradings). Runs that fail are reported and skipped.
+Outputs in `--output_dir`: one train() folder per run (`split_<s>/<host>_<grading>/`), `ablation.json` (every run
+and the summary), `ablation.md` (the tables), `plots/<host>_metrics.png` and `plots/<host>_grade_distributions.png`.
+Rerunning the same command reuses finished runs. Runs that fail are reported and skipped (exit code 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -36,36 +48,24 @@ import shlex
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__" and not __package__:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from training.common import ensure_package_importable
-
-    ensure_package_importable(__file__)
-
 import numpy as np
-import torch
 
-from training.hosts import (
-    GRADINGS,
-    HOST_NAMES,
-    HostPreset,
-    TinyClipOptions,
-    build_host_model,
-    decode_rows,
-    load_host,
-    predict_host,
-    train_host,
-)
+from training.hosts import GRADINGS, load_host
+from training.options import CONFIG_DIR, SYNTHETIC, load_yaml_mapping, resolve_options
+from training.results import EVAL_RESULTS_FILE
+from training.train import train
 
 DEFAULT_DRIFT_TOLERANCE = 1e-3
-SYNTHETIC_NOTE = (
-    "Synthetic demonstration: tiny random CLIPs trained from scratch on graded distortions of a few photographs. "
-    "The numbers show the ablation machinery working; they say nothing about AGQG on real AI-generated images."
-)
+REPORTED_METRICS = ("srcc", "plcc", "krcc")
+SUMMARY_METRICS = (*REPORTED_METRICS, "drift")
+GRID_KEYS = ("hosts", "gradings", "splits", "seed", "drift_tolerance", "num_threads", "options", "host_options")
+TEST_PART = "test"
+GRID_DIR = CONFIG_DIR / "ablation"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,110 +94,104 @@ def semantic_drift_fraction(grade_probs: np.ndarray, tolerance: float = DEFAULT_
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
+# The grid
 # ---------------------------------------------------------------------------------------------
 
 
-def load_ablation_splits(
-    dataset: str,
-    data_root: str | None,
-    split: str | None,
-    *,
-    seed: int,
-    cache_dir: str | Path | None = None,
-    synthetic_image_size: int = 64,
-    protocol: str | None = None,
-) -> tuple[Any, tuple[float, float]]:
-    """The `DatasetDict` of one split and its MOS range. `synthetic`: built with `seed` (a different photo
-    split per seed) and cached in `cache_dir/synthetic_seed<seed>`; otherwise `training.data` loads the
-    protocol's split `split` from `data_root` (`protocol`: see `training.data.load_split`, default its split files)."""
-    from training.common import SYNTHETIC, TrainConfig, dataset_score_range, load_run_datasets
+@dataclass
+class Grid:
+    """What the ablation runs (the grid file's fields; see the module docstring)."""
 
-    root = data_root
-    if dataset == SYNTHETIC and cache_dir is not None and data_root is None:
-        root = str(Path(cache_dir) / f"synthetic_seed{seed}")
-    config = TrainConfig(
-        dataset=dataset,
-        data_root=root,
-        split=split,
-        seed=seed,
-        synthetic_image_size=synthetic_image_size,
-        protocol=protocol,
-    )
-    splits = load_run_datasets(config)
-    return splits, dataset_score_range(config, splits)
+    hosts: list[str] = field(default_factory=lambda: ["clip-iqa", "liqe", "ipce", "coop", "maple"])
+    gradings: list[str] = field(default_factory=lambda: list(GRADINGS))
+    splits: list[str] = field(default_factory=lambda: ["1", "2", "3"])
+    seed: int = 0
+    drift_tolerance: float = DEFAULT_DRIFT_TOLERANCE
+    num_threads: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    host_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = "command line"
 
 
-def _test_split_name(splits: Any) -> str:
-    return "test" if "test" in splits else "validation"
+def read_grid(path: str | Path | None) -> Grid:
+    """The grid of a YAML file (shipped ones by file name alone); errors name the file."""
+    if path is None:
+        return Grid()
+    path, loaded = load_yaml_mapping(path, search_dir=GRID_DIR, what="grid")
+    unknown = sorted(set(loaded) - set(GRID_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; a grid file holds {list(GRID_KEYS)}")
+    grid = Grid(**loaded, source=str(path))
+    grid.splits = [str(s) for s in grid.splits]
+    bad = [g for g in grid.gradings if g not in GRADINGS]
+    if bad:
+        raise ValueError(f"{path}: gradings {bad}; expected among {list(GRADINGS)}")
+    stray = sorted(set(grid.host_options) - set(grid.hosts))
+    if stray:
+        raise ValueError(f"{path}: host_options for {stray}, which are not among the hosts {grid.hosts}")
+    return grid
 
 
-# ---------------------------------------------------------------------------------------------
-# One run
-# ---------------------------------------------------------------------------------------------
+def run_options(
+    grid: Grid, host: str, grading: str, split: str, run_dir: Path, flags: Sequence[str], data_dir: Path
+) -> Any:
+    """The train.py options of one run: host file <- grid `options` <- grid `host_options[host]` <- the run's
+    grading, split, seed and folder <- `flags`. The synthetic dataset of each split is cached once in `data_dir`
+    (unless the options name a `data_root`) and shared by all runs of the split."""
+    preset = load_host(host)
+    layers = [(str(preset.path), preset.options), (f"{grid.source}: options", grid.options)]
+    if host in grid.host_options:
+        layers.append((f"{grid.source}: host_options.{host}", grid.host_options[host]))
+    seed = grid.seed + grid.splits.index(split)
+    run = {"grading": grading, "split": split, "seed": seed, "output_dir": str(run_dir)}
+    layers.append(("the ablation grid", run))
+    options = resolve_options(layers, list(flags))
+    if options.data.dataset == SYNTHETIC and not options.data.data_root:
+        options.data.data_root = str(data_dir / f"synthetic_split_{split}")
+    return options
 
 
-def run_one(
-    preset: HostPreset,
-    splits: Any = None,
-    *,
-    score_range: Sequence[float],
-    clip: str = "tiny",
-    steps: int,
-    batch_size: int = 32,
-    seed: int = 0,
-    tiny: TinyClipOptions | None = None,
-    train_rows: list[dict[str, Any]] | None = None,
-    test_rows: list[dict[str, Any]] | None = None,
-    max_train_samples: int | None = None,
-    max_eval_samples: int | None = None,
-    drift_tolerance: float = DEFAULT_DRIFT_TOLERANCE,
-    save_to: str | Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Builds `preset` (seeded), trains it for `steps`, scores the test rows and returns a record with the
-    metrics (`srcc`, `plcc`, `krcc`, `rmse`), `drift`, timing and the per-image `scores`, `grade_probs`, `mos`.
-    Rows already decoded (`train_rows`, `test_rows`) are used as they are, else read from `splits`."""
-    from training.metrics import compute_metrics
-
-    if train_rows is None:
-        train_rows = decode_rows(splits["train"], max_train_samples)
-    if test_rows is None:
-        test_rows = decode_rows(splits[_test_split_name(splits)], max_eval_samples)
-    started = time.perf_counter()
-    model = build_host_model(preset, clip=clip, score_range=score_range, seed=seed, tiny=tiny)
-    losses = train_host(model, preset, train_rows, steps=steps, batch_size=batch_size, seed=seed, progress=progress)
-    train_seconds = time.perf_counter() - started
-    predicted = predict_host(model, preset, test_rows, progress=progress)
-    metrics = compute_metrics(predicted["score"], predicted["mos"])
-    if save_to is not None:
-        model.save_pretrained(save_to)
+def read_predictions_csv(path: Path) -> dict[str, np.ndarray]:
+    """`scores` (N,), `mos` (N,) and `grade_probs` (N, K) of a `predictions_<part>.csv` (training.results)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = [c for c in (rows[0].keys() if rows else []) if c.startswith("p_")]
     return {
-        "host": preset.host,
-        "grading": preset.grading,
-        "seed": seed,
-        "steps": steps,
-        "train_images": len(train_rows),
-        "test_images": len(test_rows),
-        "final_loss": float(np.mean(losses[-10:])),
-        "train_seconds": round(train_seconds, 2),
-        **{name: float(metrics[name]) for name in ("srcc", "plcc", "krcc", "rmse")},
-        "drift": semantic_drift_fraction(predicted["grade_probs"], drift_tolerance),
-        "grade_names": list(model.config.grade_names),
-        "scores": predicted["score"].tolist(),
-        "grade_probs": predicted["grade_probs"].tolist(),
-        "mos": predicted["mos"].tolist(),
+        "scores": np.array([float(r["prediction"]) for r in rows]),
+        "mos": np.array([float(r["mos"]) for r in rows]),
+        "grade_probs": np.array([[float(r[c]) for c in columns] for r in rows]).reshape(len(rows), len(columns)),
+        "grade_names": [c[2:] for c in columns],
     }
 
 
+def run_record(run_dir: Path, drift_tolerance: float) -> dict[str, Any]:
+    """The metrics, drift and per-image test predictions of a finished run folder."""
+    results = json.loads((run_dir / "model" / EVAL_RESULTS_FILE).read_text(encoding="utf-8"))
+    tested = next((e for e in results["results"] if e["split"].split()[-1] == TEST_PART), results["results"][-1])
+    predicted = read_predictions_csv(run_dir / f"predictions_{tested['split'].split()[-1]}.csv")
+    metrics = {name: _number(tested["metrics"][name]) for name in REPORTED_METRICS}
+    return {
+        **metrics,
+        "drift": semantic_drift_fraction(predicted["grade_probs"], drift_tolerance),
+        "test_images": tested["num_images"],
+        "grade_names": predicted["grade_names"],
+        "scores": predicted["scores"].tolist(),
+        "mos": predicted["mos"].tolist(),
+        "grade_probs": predicted["grade_probs"].tolist(),
+    }
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
 # ---------------------------------------------------------------------------------------------
-# Summary, table, plots
+# Summary, tables, plots
 # ---------------------------------------------------------------------------------------------
 
-SUMMARY_METRICS = ("srcc", "plcc", "drift")
 
-
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample std (ddof = 1; 0 for one value) of the finite values, and their number."""
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not finite:
         return {"mean": math.nan, "std": math.nan, "n": 0}
@@ -208,49 +202,76 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def paired_difference(differences: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+    """Mean of paired differences with the t-interval mean ± t_{(1+c)/2, n-1} s / sqrt(n) (NaN bounds for n < 2)."""
+    from scipy import stats
+
+    summary = mean_std(differences)
+    n = summary["n"]
+    if n < 2:
+        return {**summary, "ci_low": math.nan, "ci_high": math.nan}
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * summary["std"] / math.sqrt(n)
+    return {**summary, "ci_low": summary["mean"] - half, "ci_high": summary["mean"] + half}
+
+
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per host: per grading mean ± std (sample std over splits) of SRCC, PLCC and drift, and the paired
-    difference AGQG - softmax over the splits where both ran."""
+    """Per host: per grading mean ± std of the metrics and drift over splits, and the paired differences
+    AGQG - softmax (mean, std, 95% t-interval) over the splits where both ran."""
     summary: dict[str, Any] = {}
-    hosts = list(dict.fromkeys(r["host"] for r in records))
-    for host in hosts:
-        entry: dict[str, Any] = {}
+    for host in dict.fromkeys(r["host"] for r in records):
         by_grading = {g: {r["split"]: r for r in records if r["host"] == host and r["grading"] == g} for g in GRADINGS}
+        entry: dict[str, Any] = {}
         for grading, runs in by_grading.items():
             if runs:
-                entry[grading] = {m: _mean_std([r[m] for r in runs.values()]) for m in SUMMARY_METRICS}
+                entry[grading] = {m: mean_std([r[m] for r in runs.values()]) for m in SUMMARY_METRICS}
         paired = sorted(set(by_grading["softmax"]) & set(by_grading["agqg"]))
         if paired:
             entry["difference"] = {
-                m: _mean_std([by_grading["agqg"][s][m] - by_grading["softmax"][s][m] for s in paired])
+                m: paired_difference([by_grading["agqg"][s][m] - by_grading["softmax"][s][m] for s in paired])
                 for m in SUMMARY_METRICS
             }
         summary[host] = entry
     return summary
 
 
-def _cell(stats: dict[str, float] | None, signed: bool = False) -> str:
+def _cell(stats: Mapping[str, float] | None) -> str:
     if not stats or not math.isfinite(stats["mean"]):
         return "n/a"
-    sign = "+" if signed and stats["mean"] >= 0 else ""
-    return f"{sign}{stats['mean']:.3f} ± {stats['std']:.3f}"
+    return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
 
 
-def markdown_table(summary: dict[str, Any]) -> str:
-    """The ablation table: one row per host; SRCC, PLCC and drift for softmax, AGQG and their difference."""
-    header = (
-        "| host | SRCC softmax | SRCC AGQG | ΔSRCC | PLCC softmax | PLCC AGQG | ΔPLCC | drift softmax | drift AGQG |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
-    )
-    lines = []
+def _difference_cell(stats: Mapping[str, float] | None) -> str:
+    if not stats or not math.isfinite(stats["mean"]):
+        return "n/a"
+    if not math.isfinite(stats["ci_low"]):
+        return f"{stats['mean']:+.3f}"
+    return f"{stats['mean']:+.3f} [{stats['ci_low']:+.3f}, {stats['ci_high']:+.3f}]"
+
+
+def markdown_tables(summary: Mapping[str, Any]) -> str:
+    """Two tables: per host and grading the metrics (mean ± std over splits); per host the paired differences
+    AGQG - softmax with their 95% t-intervals."""
+    lines = [
+        "| host | grading | SRCC | PLCC | KRCC | drift |",
+        "|---|---|---|---|---|---|",
+    ]
     for host, entry in summary.items():
-        soft, agqg, diff = entry.get("softmax", {}), entry.get("agqg", {}), entry.get("difference", {})
-        lines.append(
-            f"| {host} | {_cell(soft.get('srcc'))} | {_cell(agqg.get('srcc'))} | {_cell(diff.get('srcc'), True)} "
-            f"| {_cell(soft.get('plcc'))} | {_cell(agqg.get('plcc'))} | {_cell(diff.get('plcc'), True)} "
-            f"| {_cell(soft.get('drift'))} | {_cell(agqg.get('drift'))} |"
-        )
-    return header + "\n".join(lines) + "\n"
+        for grading in GRADINGS:
+            if grading in entry:
+                stats = entry[grading]
+                cells = " | ".join(_cell(stats[m]) for m in SUMMARY_METRICS)
+                lines.append(f"| {host} | {grading} | {cells} |")
+    lines += [
+        "",
+        "| host | splits | ΔSRCC [95% CI] | ΔPLCC [95% CI] | ΔKRCC [95% CI] | Δdrift [95% CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for host, entry in summary.items():
+        difference = entry.get("difference")
+        if difference:
+            cells = " | ".join(_difference_cell(difference[m]) for m in SUMMARY_METRICS)
+            lines.append(f"| {host} | {difference['srcc']['n']} | {cells} |")
+    return "\n".join(lines) + "\n"
 
 
 def _pyplot() -> Any:
@@ -262,27 +283,27 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_host_bars(host: str, entry: dict[str, Any], path: Path) -> Path:
-    """Bar chart of SRCC and PLCC (mean ± std over splits), softmax next to AGQG, for one host."""
+def plot_host_bars(host: str, entry: Mapping[str, Any], path: Path) -> Path:
+    """Bar chart of SRCC, PLCC and KRCC (mean ± std over splits), softmax next to AGQG, for one host."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(5, 3.5), dpi=100)
+    figure, axis = plt.subplots(figsize=(5.5, 3.5), dpi=100)
     width = 0.36
+    positions = np.arange(len(REPORTED_METRICS))
     for offset, grading, colour in ((-width / 2, "softmax", "#8c8c8c"), (width / 2, "agqg", "#1f77b4")):
         stats = entry.get(grading)
         if not stats:
             continue
-        means = [stats[m]["mean"] for m in ("srcc", "plcc")]
-        stds = [stats[m]["std"] for m in ("srcc", "plcc")]
-        positions = np.arange(2) + offset
-        axis.bar(positions, means, width, yerr=stds, capsize=4, color=colour, label=grading)
-        for x, y in zip(positions, means, strict=True):
+        means = [stats[m]["mean"] for m in REPORTED_METRICS]
+        stds = [stats[m]["std"] for m in REPORTED_METRICS]
+        axis.bar(positions + offset, means, width, yerr=stds, capsize=4, color=colour, label=grading)
+        for x, y in zip(positions + offset, means, strict=True):
             if math.isfinite(y):
                 axis.text(x, y, f"{y:.3f}", ha="center", va="bottom", fontsize=8)
-    axis.set_xticks(np.arange(2), ["SRCC", "PLCC"])
+    axis.set_xticks(positions, [m.upper() for m in REPORTED_METRICS])
     axis.set_ylabel("correlation with MOS (mean ± std over splits)")
     axis.set_title(f"{host}: softmax vs AGQG grading")
     axis.axhline(0, color="black", linewidth=0.6)
-    axis.legend(loc="best", fontsize=8)
+    axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -298,7 +319,7 @@ def example_indices(mos: Sequence[float], count: int) -> list[int]:
     return [int(order[i]) for i in np.linspace(0, len(order) - 1, count).round().astype(int)]
 
 
-def plot_grade_distributions(host: str, runs: dict[str, dict[str, Any]], count: int, path: Path) -> Path:
+def plot_grade_distributions(host: str, runs: Mapping[str, Mapping[str, Any]], count: int, path: Path) -> Path:
     """The grade distributions of the same test images (one panel each) under softmax and AGQG grading."""
     plt = _pyplot()
     reference = runs.get("softmax") or runs["agqg"]
@@ -310,13 +331,8 @@ def plot_grade_distributions(host: str, runs: dict[str, dict[str, Any]], count: 
     for axis, index in zip(axes, indices, strict=True):
         for offset, grading, colour in ((-width / 2, "softmax", "#8c8c8c"), (width / 2, "agqg", "#1f77b4")):
             if grading in runs:
-                axis.bar(
-                    np.arange(len(names)) + offset,
-                    runs[grading]["grade_probs"][index],
-                    width,
-                    color=colour,
-                    label=grading,
-                )
+                probs = runs[grading]["grade_probs"][index]
+                axis.bar(np.arange(len(names)) + offset, probs, width, color=colour, label=grading)
         axis.set_xticks(np.arange(len(names)), names, rotation=45, fontsize=7)
         axis.set_title(f"MOS {reference['mos'][index]:.2f}", fontsize=9)
     axes[0].set_ylabel("P(grade)")
@@ -335,159 +351,110 @@ def plot_grade_distributions(host: str, runs: dict[str, dict[str, Any]], count: 
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Ablate softmax vs AGQG grading across host frameworks.")
-    parser.add_argument("--dataset", default="synthetic", help="'synthetic' or a dataset name known to training.data")
-    parser.add_argument("--data_root", help="the dataset's folder (real datasets)")
-    parser.add_argument(
-        "--protocol", help="split protocol of a real dataset (training.data.load_split; default: files)"
+    parser = argparse.ArgumentParser(
+        description="Ablate softmax vs AGQG grading across host frameworks (every run is train.py's train()).",
+        epilog="Flags after -- are train.py options for every run.",
     )
-    parser.add_argument("--hosts", default="all", help=f"'all' or a comma list of {', '.join(HOST_NAMES)} / YAML files")
-    parser.add_argument("--gradings", default="softmax,agqg", help="comma list of gradings to compare")
-    parser.add_argument("--splits", type=int, default=3, help="number of splits (synthetic: seeds; real: split 1..N)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed; split i uses seed + i - 1")
-    parser.add_argument("--clip", default="tiny", help="'tiny' (offline random CLIP) or a CLIP checkpoint")
-    parser.add_argument("--tiny_image_size", type=int, default=32)
-    parser.add_argument("--tiny_hidden_size", type=int, default=32)
-    parser.add_argument("--tiny_num_layers", type=int, default=2)
-    parser.add_argument("--synthetic_image_size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=150, help="optimiser steps per run (the shared budget)")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument(
-        "--backbone_learning_rate", type=float, help="override every host's backbone learning rate (e.g. from scratch)"
-    )
-    parser.add_argument("--max_train_samples", type=int)
-    parser.add_argument("--max_eval_samples", type=int)
-    parser.add_argument("--drift_tolerance", type=float, default=DEFAULT_DRIFT_TOLERANCE)
+    parser.add_argument("--config", help="the grid file (YAML; see the module docstring)")
+    parser.add_argument("--hosts", help="override the grid's hosts: comma list of names or host files")
+    parser.add_argument("--gradings", help="override the grid's gradings: softmax,agqg")
+    parser.add_argument("--splits", help="override the grid's splits: comma list (e.g. 1,2,3)")
     parser.add_argument("--examples", type=int, default=5, help="test images in the grade-distribution plots")
-    parser.add_argument("--num_threads", type=int, help="torch threads (default: 1 for tiny CLIPs, all otherwise)")
     parser.add_argument("--no_plots", action="store_true")
     parser.add_argument("--output_dir", default="runs/ablation")
     return parser
 
 
-def _host_list(text: str) -> list[str]:
-    return list(HOST_NAMES) if text.strip() == "all" else [h.strip() for h in text.split(",") if h.strip()]
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    own, flags = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    args = build_arg_parser().parse_args(own)
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    gradings = [g.strip() for g in args.gradings.split(",") if g.strip()]
-    bad = [g for g in gradings if g not in GRADINGS]
-    if bad:
-        print(f"error: --gradings {bad}: expected among {GRADINGS}", file=sys.stderr)
-        return 2
-    overrides = {} if args.backbone_learning_rate is None else {"backbone_learning_rate": args.backbone_learning_rate}
     try:
-        presets = [load_host(name, **overrides) for name in _host_list(args.hosts)]
+        grid = read_grid(args.config)
+        if args.hosts:
+            grid.hosts = _comma_list(args.hosts)
+        if args.gradings:
+            grid.gradings = _comma_list(args.gradings)
+        if args.splits:
+            grid.splits = _comma_list(args.splits)
+        bad = [g for g in grid.gradings if g not in GRADINGS]
+        if bad:
+            raise ValueError(f"--gradings {bad}: expected among {list(GRADINGS)}")
+        for host in grid.hosts:  # every run's options are checked before the first one trains
+            for grading in grid.gradings:
+                run_options(grid, host, grading, grid.splits[0], output_dir / "check", flags, output_dir / "data")
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    tiny = TinyClipOptions(
-        image_size=args.tiny_image_size,
-        hidden_size=args.tiny_hidden_size,
-        num_layers=args.tiny_num_layers,
-        projection_dim=args.tiny_hidden_size,
-    )
-    # Tiny models are dominated by per-op overhead, which extra threads only add to (and which collapses when
-    # the cores are shared); real CLIPs want every core.
-    torch.set_num_threads(args.num_threads or (1 if args.clip == "tiny" else torch.get_num_threads()))
+    if grid.num_threads:
+        import torch
+
+        torch.set_num_threads(grid.num_threads)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    for split_index in range(1, args.splits + 1):
-        seed = args.seed + split_index - 1
-        split_name = None if args.dataset == "synthetic" else str(split_index)
-        try:
-            splits, score_range = load_ablation_splits(
-                args.dataset,
-                args.data_root,
-                split_name,
-                seed=seed,
-                cache_dir=output_dir / "data",
-                synthetic_image_size=args.synthetic_image_size,
-                protocol=args.protocol,
-            )
-            train_rows = decode_rows(splits["train"], args.max_train_samples)
-            test_rows = decode_rows(splits[_test_split_name(splits)], args.max_eval_samples)
-        except Exception as error:  # noqa: BLE001 - a missing split must not stop the others
-            skipped.append({"split": split_index, "error": f"{type(error).__name__}: {error}"})
-            print(f"split {split_index}: skipped ({error})", file=sys.stderr)
-            continue
-        for preset in presets:
-            for grading in gradings:
-                label = f"split {split_index} {preset.host}/{grading}"
+    failed: list[dict[str, Any]] = []
+    for split in grid.splits:
+        for host in grid.hosts:
+            host_name = load_host(host).name
+            for grading in grid.gradings:
+                run_dir = output_dir / f"split_{split}" / f"{host_name}_{grading}"
+                label = f"split {split} {host_name}/{grading}"
                 try:
-                    record = run_one(
-                        preset.with_grading(grading),
-                        score_range=score_range,
-                        clip=args.clip,
-                        steps=args.steps,
-                        batch_size=args.batch_size,
-                        seed=seed,
-                        tiny=tiny,
-                        train_rows=train_rows,
-                        test_rows=test_rows,
-                        drift_tolerance=args.drift_tolerance,
-                    )
+                    if not (run_dir / "model" / EVAL_RESULTS_FILE).is_file():
+                        options = run_options(grid, host, grading, split, run_dir, flags, output_dir / "data")
+                        result = train(options)
+                        seconds = round(result.train_seconds, 1)
+                    else:
+                        print(f"{label}: already done ({run_dir}), reusing it", flush=True)
+                        seconds = None
+                    record = run_record(run_dir, grid.drift_tolerance)
                 except Exception as error:  # noqa: BLE001 - report and go on with the other runs
-                    skipped.append(
-                        {
-                            "split": split_index,
-                            "host": preset.host,
-                            "grading": grading,
-                            "error": f"{type(error).__name__}: {error}",
-                        }
-                    )
-                    print(f"{label}: FAILED {error}\n{traceback.format_exc()}", file=sys.stderr)
+                    failed.append({"split": split, "host": host_name, "grading": grading, "error": repr(error)})
+                    print(f"{label}: FAILED {error}\n{traceback.format_exc()}", file=sys.stderr, flush=True)
                     continue
-                record["split"] = split_index
+                record.update(host=host_name, grading=grading, split=split, train_seconds=seconds)
                 records.append(record)
                 print(
-                    f"{label}: SRCC {record['srcc']:.4f} PLCC {record['plcc']:.4f} drift {record['drift']:.3f} "
-                    f"({record['train_seconds']:.1f} s)",
+                    f"{label}: SRCC {record['srcc']:.4f} PLCC {record['plcc']:.4f} KRCC {record['krcc']:.4f} "
+                    f"drift {record['drift']:.3f}",
                     flush=True,
                 )
-    summary = summarize(records)
-    table = markdown_table(summary)
     elapsed = time.perf_counter() - started
-    command = "python training/ablate.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
+    summary = summarize(records)
+    command = "python training/ablate.py " + " ".join(shlex.quote(a) for a in argv)
     setup = (
-        f"{len(records)} runs, {args.splits} split(s), {args.steps} steps x batch {args.batch_size}, clip={args.clip}, "
-        f"dataset={args.dataset}; {elapsed / 60:.1f} min wall-clock on a {os.cpu_count()}-core "
-        f"{platform.machine()} machine, {torch.get_num_threads()} torch thread(s)"
+        f"{len(records)} runs ({len(grid.hosts)} hosts x {len(grid.gradings)} gradings x {len(grid.splits)} splits), "
+        f"{elapsed / 60:.1f} min wall-clock on a {os.cpu_count()}-core {platform.machine()} machine"
     )
-    note = SYNTHETIC_NOTE if args.dataset == "synthetic" else ""
-    markdown = f"Command: `{command}`\n\n{setup}\n\n{table}"
-    if note:
-        markdown += f"\n{note}\n"
-    if skipped:
-        markdown += "\nSkipped:\n" + "".join(f"- {json.dumps(s)}\n" for s in skipped)
-    (output_dir / "ablation.md").write_text(markdown, encoding="utf-8")
-    payload = {
-        "command": command,
-        "setup": setup,
-        "drift_tolerance": args.drift_tolerance,
-        "summary": summary,
-        "runs": records,
-        "skipped": skipped,
-        "note": note,
-    }
-    (output_dir / "ablation.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    markdown = f"Command: `{command}`\n\n{setup}\n\n{markdown_tables(summary)}"
+    markdown += (
+        "\nMean ± sample std over splits; Δ = AGQG - softmax per split, mean and 95% t-interval over the paired "
+        "splits; drift = share of test images with a multimodal grade distribution "
+        f"(tolerance {grid.drift_tolerance:g})."
+    )
+    if failed:
+        markdown += "\n\nFailed:\n" + "".join(f"- {json.dumps(f)}\n" for f in failed)
+    (output_dir / "ablation.md").write_text(markdown + "\n", encoding="utf-8")
+    payload = {"command": command, "setup": setup, "grid": grid.__dict__, "summary": summary, "runs": records,
+               "failed": failed}  # fmt: skip
+    (output_dir / "ablation.json").write_text(json.dumps(payload, indent=1, default=str) + "\n", encoding="utf-8")
     if not args.no_plots:
         for host, entry in summary.items():
-            plot_host_bars(host, entry, output_dir / "plots" / f"{host}_srcc_plcc.png")
+            plot_host_bars(host, entry, output_dir / "plots" / f"{host}_metrics.png")
             first = {r["grading"]: r for r in records if r["host"] == host and r["split"] == records[0]["split"]}
             if first:
-                plot_grade_distributions(
-                    host, first, args.examples, output_dir / "plots" / f"{host}_grade_distributions.png"
-                )
+                path = output_dir / "plots" / f"{host}_grade_distributions.png"
+                plot_grade_distributions(host, first, args.examples, path)
     print("\n" + markdown)
     print(f"results in {output_dir}: ablation.json, ablation.md" + ("" if args.no_plots else ", plots/*.png"))
-    return 1 if skipped else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

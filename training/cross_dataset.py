@@ -38,15 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__" and not __package__:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from training.common import ensure_package_importable
-
-    ensure_package_importable(__file__)
-
 import numpy as np
 
-from training.common import EVAL_RESULTS_FILE
+from training.options import RESOLVED_OPTIONS_FILE
+from training.results import EVAL_RESULTS_FILE
 from training.run_splits import MODEL_SUBDIR, owned_flags, run_training
 
 REPORTED_METRICS = ("srcc", "krcc", "plcc", "plcc_logistic", "rmse")
@@ -93,8 +88,8 @@ def map_scores(
 def _higher_is_better(dataset: str) -> bool:
     """Whether a higher score is better on a dataset's scale (the synthetic dataset and every loader dataset
     but SIQAD's DMOS)."""
-    from training.common import SYNTHETIC
     from training.data import DATASETS
+    from training.options import SYNTHETIC
 
     if dataset == SYNTHETIC:
         return True
@@ -105,29 +100,28 @@ def _higher_is_better(dataset: str) -> bool:
     raise ValueError(f"unknown training dataset {dataset!r}; expected one of {sorted(DATASETS)} or {SYNTHETIC!r}")
 
 
-def predict_scores(model: Any, image_processor: Any, dataset: Any, *, batch_size: int, device: str) -> np.ndarray:
-    """The model's score for every row of `dataset` (its `image` column), shape (N,), in dataset order."""
-    import torch
-    from tqdm.auto import tqdm
+def predict_scores(model: Any, dataset: Any, *, batch_size: int, generation_prompts: bool = False) -> np.ndarray:
+    """The model's score for every row of `dataset` (its `image` column, and its generation prompts when
+    `generation_prompts`), shape (N,), in dataset order: `training.evaluation.evaluate_dataset` with the model's
+    own view protocol, on the model's device."""
+    from training.evaluation import evaluate_dataset
 
-    scores = []
-    with torch.no_grad():
-        for start in tqdm(range(0, len(dataset), batch_size), desc="scoring", leave=False):
-            images = [image.convert("RGB") for image in dataset[start : start + batch_size]["image"]]
-            pixel_values = image_processor(images=images, return_tensors="pt")["pixel_values"].to(device)
-            scores.append(model(pixel_values=pixel_values).score.float().cpu())
-    return torch.cat(scores).numpy().astype(np.float64) if scores else np.zeros(0)
+    if len(dataset) == 0:
+        return np.zeros(0)
+    predictions = evaluate_dataset(
+        model, dataset, generation_prompts=generation_prompts, batch_size=batch_size, desc="scoring"
+    )
+    return predictions.scores.astype(np.float64)
 
 
 def evaluate_on(
     model: Any,
-    image_processor: Any,
     test: HeldOutDataset,
     *,
     source_range: Sequence[float],
     source_higher_is_better: bool,
     batch_size: int,
-    device: str,
+    generation_prompts: bool = False,
     test_split: str | None = None,
     max_samples: int | None = None,
     on_bad_rows: str = "error",
@@ -159,7 +153,7 @@ def evaluate_on(
     metadata = dataset_metadata(data)
     target_range = mos_range(data)
     reverse = bool(metadata.get("higher_is_better", True)) != bool(source_higher_is_better)
-    raw = predict_scores(model, image_processor, data, batch_size=batch_size, device=device)
+    raw = predict_scores(model, data, batch_size=batch_size, generation_prompts=generation_prompts)
     mapped = map_scores(raw, source_range, target_range, reverse=reverse)
     references = np.asarray(data["mos"], dtype=np.float64)
     computed = compute_metrics(mapped, references)
@@ -223,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{owned} are set by cross_dataset.py (--train_dataset, --train_root, --train_split)")
 
     import torch
-    from transformers import AutoImageProcessor
+    import yaml
 
     from modeling_agqg import AGQGForImageQualityAssessment
 
@@ -245,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = AGQGForImageQualityAssessment.from_pretrained(model_dir).to(device).eval()
-    image_processor = AutoImageProcessor.from_pretrained(model_dir)
+    trained = yaml.safe_load((model_dir / RESOLVED_OPTIONS_FILE).read_text(encoding="utf-8")) or {}
     source_range = [float(v) for v in model.config.score_range]
     source_higher_is_better = _higher_is_better(args.train_dataset)
     payload: dict[str, Any] = {
@@ -263,12 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for test in args.test:
         result, rows = evaluate_on(
             model,
-            image_processor,
             test,
             source_range=source_range,
             source_higher_is_better=source_higher_is_better,
             batch_size=args.batch_size,
-            device=device,
+            generation_prompts=bool(trained.get("generation_prompts", False)),
             test_split=args.test_split,
             max_samples=args.max_test_samples,
             on_bad_rows=args.on_bad_rows,

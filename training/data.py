@@ -1743,6 +1743,7 @@ def load_split(
         raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction} must leave images to train on")
     full = load_iqa_dataset(name, root, on_bad_rows=on_bad_rows, **load_kwargs)
     metadata = dataset_metadata(full)
+    part_files: dict[str, Path] = {}
     if protocol == "set-column":
         if "set" not in full.column_names:
             raise ValueError(f"{name}: protocol='set-column' needs a 'set' column; columns are {full.column_names}")
@@ -1755,7 +1756,7 @@ def load_split(
             indices.setdefault(key, []).append(index)
         source = "set column"
     elif protocol == "files":
-        indices, source = _split_from_files(full, _spec(name), Path(root), split, splits_root, on_bad_rows)
+        indices, source, part_files = _split_from_files(full, _spec(name), Path(root), split, splits_root, on_bad_rows)
     else:
         offset = int(split) if str(split).isdigit() else 0
         rng = np.random.default_rng(seed + offset)
@@ -1783,7 +1784,10 @@ def load_split(
     result = {}
     for split_name in order:
         subset = full.select(indices[split_name])
-        result[split_name] = describe_dataset(subset, **{**metadata, "split": split_name, "split_source": source})
+        part = {"split": split_name, "split_source": source}
+        if split_name in part_files:
+            part["split_file"] = str(part_files[split_name])  # training names it when the part is empty
+        result[split_name] = describe_dataset(subset, **{**metadata, **part})
     return datasets.DatasetDict(result)
 
 
@@ -1898,7 +1902,8 @@ def _split_files_in(folder: Path) -> dict[str, Path]:
 
 def _split_from_files(
     full: Any, spec: DatasetSpec, root: Path, split: str | int, splits_root: str | Path | None, on_bad_rows: str
-) -> tuple[dict[str, list[int]], str]:
+) -> tuple[dict[str, list[int]], str, dict[str, Path]]:
+    """Row indices of each part of one split, a description of where they came from, and each part's file."""
     folder = _find_split_folder(spec, root, split, splits_root)
     files = _split_files_in(folder)
     if "train" not in files or not ({"validation", "test"} & set(files)):
@@ -1950,7 +1955,7 @@ def _split_from_files(
                 held_out,
                 names,
             )
-    return indices, f"split files in {folder}"
+    return indices, f"split files in {folder}", files
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,13 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from training.common import ensure_package_importable
-
-    ensure_package_importable(__file__)
-
-from training.common import CONFIG_DIR, EVAL_RESULTS_FILE
+from training.options import CONFIG_DIR
+from training.results import EVAL_RESULTS_FILE
 from training.train import REAL_RUN_HINT, SYNTHETIC_NOTICE
 
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
@@ -58,7 +53,7 @@ def score_examples(model_dir: Path, output_dir: Path, count: int = 6) -> list[di
     from training.synthetic import build_synthetic_dataset
 
     resolved = _resolved_config(model_dir)
-    # The same arguments as training (training.common.load_run_datasets): synthetic split n is data seed n, so
+    # The same arguments as training (training.run_data.load_splits): synthetic split n is data seed n, so
     # the cached dataset is reused and the examples come from the photos that run held out.
     test = build_synthetic_dataset(
         output_dir / "synthetic_data",

@@ -23,16 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__" and not __package__:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from training.common import ensure_package_importable
-
-    ensure_package_importable(__file__)
-
 import numpy as np
 from tqdm.auto import tqdm
 
-from training.common import EVAL_RESULTS_FILE, METRIC_NAMES
+from training.results import EVAL_RESULTS_FILE, METRIC_NAMES
 
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
 MODEL_SUBDIR = "model"  # train.py saves the final model (and its eval_results.json) in <output_dir>/model
@@ -50,8 +44,8 @@ def train_command(
     """The command line that trains one run with `training/train.py`: the user's training flags, then the run's
     `--split` (when given) and `--output_dir`, and `--resume_from_checkpoint latest` so a rerun resumes.
 
-    This is the one place that knows train.py's command line; when its CLI changes (it is moving to
-    `transformers.HfArgumentParser` dataclasses with the same option names), adapt it here.
+    This is the one place that builds train.py's command line (its options are `training.options`, parsed by
+    `transformers.HfArgumentParser`: `--name value`, lists as `--name a b`, mappings as `name=value,...`).
 
     Args:
         train_args: Flags for train.py (e.g. `--config ... --data_root ...`), without `--split`/`--output_dir`.

@@ -1,15 +1,19 @@
-"""Offline building blocks: a CLIP tokenizer and tiny CLIP configurations made in code.
+"""Offline building blocks: a CLIP tokenizer, tiny CLIP configurations and randomly initialised AGQG models,
+all made in code.
 
 No CLIP weights or vocabularies can be downloaded in tests, CI or the offline quickstart, so these
 helpers make a real `CLIPTokenizer` over CLIP's byte-level alphabet (no merges: every word is spelt
-out character by character) and tiny `CLIPConfig`s that match it. Everything built from them works
-unchanged with real checkpoints such as `openai/clip-vit-base-patch16`.
+out character by character), tiny `CLIPConfig`s that match it, and `random_agqg_model` / `tiny_agqg_model`,
+the one place where an AGQG model is built around a randomly initialised CLIP (training, the ablation, the
+tests and the benchmarks all use it). Everything built from them works unchanged with real checkpoints such
+as `openai/clip-vit-base-patch16`.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +185,64 @@ def tiny_backbone(kind: str, tokenizer: Any, **options: Any) -> Any:
 
     config = tiny_backbone_config(kind, tokenizer, **options)
     return backbone_classes(kind)[1](config)
+
+
+def random_agqg_model(
+    backbone_config: Any = None,
+    *,
+    tokenizer: Any = None,
+    seed: int = 0,
+    **config_overrides: Any,
+) -> Any:
+    """An `AGQGForImageQualityAssessment` around a randomly initialised dual encoder, seeded, in eval mode.
+
+    The backbone's weights are drawn after `torch.manual_seed(seed)`, and so are the head's and any learnable
+    prompts', so two calls with the same arguments give identical models, and two calls that differ only in
+    `grading` give the same backbone and prompts.
+
+    Args:
+        backbone_config: The backbone's shapes: a `CLIPConfig`, `SiglipConfig` or `Siglip2Config` (or a CLIP
+            config's dict); default `tiny_clip_config(tokenizer)`. A config whose text vocabulary is larger than
+            the tokenizer's (e.g. `CLIPConfig()`, ViT-B/32 shapes) works: the tokenizer only uses the first 514 ids.
+        tokenizer: The tokenizer of the grade prompts; default `clip_character_tokenizer()`.
+        seed: Seed of the random weights.
+        **config_overrides: `AGQGConfig` fields (`grading`, `score_range`, `view_protocol`, ...).
+    """
+    import torch
+
+    from ..backbones_agqg import backbone_classes
+    from ..modeling_agqg import AGQGForImageQualityAssessment
+
+    tokenizer = tokenizer if tokenizer is not None else clip_character_tokenizer()
+    if backbone_config is None:
+        backbone_config = tiny_clip_config(tokenizer)
+    elif isinstance(backbone_config, dict):
+        backbone_config = CLIPConfig(**backbone_config)
+    torch.manual_seed(seed)
+    backbone = backbone_classes(backbone_config.model_type)[1](backbone_config)
+    return AGQGForImageQualityAssessment.from_backbone(backbone, tokenizer=tokenizer, **config_overrides)
+
+
+def tiny_agqg_model(
+    *,
+    backbone: str = "clip",
+    tokenizer: Any = None,
+    seed: int = 0,
+    clip_shapes: Mapping[str, int] | None = None,
+    **config_overrides: Any,
+) -> Any:
+    """`random_agqg_model` around a tiny CLIP, SigLIP or SigLIP 2: the model of the tests, the offline quickstart
+    and the synthetic ablation, in eval mode.
+
+    Args:
+        backbone: `"clip"`, `"siglip"` or `"siglip2"` (`TINY_BACKBONES`).
+        tokenizer: Default `clip_character_tokenizer()`.
+        seed: Seed of the random weights.
+        clip_shapes: `tiny_backbone_config` keywords (`image_size`, `patch_size`, `hidden_size`,
+            `num_hidden_layers`, `num_attention_heads`, and for CLIP `projection_dim`); the rest keep their
+            defaults (32 px, patch 8, width 32, ...).
+        **config_overrides: `AGQGConfig` fields.
+    """
+    tokenizer = tokenizer if tokenizer is not None else clip_character_tokenizer()
+    config = tiny_backbone_config(backbone, tokenizer, **dict(clip_shapes or {}))
+    return random_agqg_model(config, tokenizer=tokenizer, seed=seed, **config_overrides)

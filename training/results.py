@@ -1,0 +1,141 @@
+# Copyright 2025 The agqg authors. Licensed under the Apache License, Version 2.0.
+"""What an evaluation reports: metrics, per-image predictions (CSV), scatter plots and `eval_results.json`.
+
+`eval_results.json` is `{"model_name", "base_model", "synthetic", "results": [{"dataset", "split", "num_images",
+"metrics": {srcc, krcc, plcc, plcc_logistic, rmse}}]}`; the Hub card (`hub_cards`) reads it. A metric that cannot
+be computed (constant predictions, fewer than `MIN_IMAGES_FOR_METRICS` images) is written as null.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EVAL_RESULTS_FILE = "eval_results.json"
+METRIC_NAMES = ("srcc", "krcc", "plcc", "plcc_logistic", "rmse")
+MIN_IMAGES_FOR_METRICS = 5
+
+
+@dataclass
+class Predictions:
+    """One evaluated split, in dataset order. N images, K grades.
+
+    Attributes:
+        scores: (N,) predicted scores on the MOS scale (the model's combination of each image's views).
+        mos: (N,) the labels.
+        grade_probs: (N, K) each image's grade distribution: that of its whole-image view where the view protocol
+            has one (the last view; a mean over crops would mix their modes), else the combined one.
+        names: (N,) the images' names (the dataset's `name` column, else the row numbers).
+        grade_names: the K grade names.
+    """
+
+    scores: np.ndarray
+    mos: np.ndarray
+    grade_probs: np.ndarray
+    names: list[str] = field(default_factory=list)
+    grade_names: list[str] = field(default_factory=list)
+
+
+def metrics_for(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """The five reported metrics (SRCC, KRCC, PLCC, logistic PLCC, RMSE) as plain floats.
+
+    With fewer than `MIN_IMAGES_FOR_METRICS` images (the logistic fit has 4 parameters; a correlation of 2 or
+    3 points says nothing) every metric is NaN, with a warning, instead of a number that looks meaningful.
+    """
+    from training.metrics import compute_metrics
+
+    if len(predictions) < MIN_IMAGES_FOR_METRICS:
+        warnings.warn(
+            f"only {len(predictions)} images to evaluate; metrics need at least {MIN_IMAGES_FOR_METRICS}: "
+            "reporting NaN",
+            stacklevel=2,
+        )
+        return dict.fromkeys(METRIC_NAMES, math.nan)
+    computed = compute_metrics(predictions, references)
+    return {name: float(computed[name]) for name in METRIC_NAMES}
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """`SRCC 0.8123 KRCC ... RMSE ...` for logs."""
+    return "  ".join(f"{name.upper()} {metrics[name]:.4f}" for name in METRIC_NAMES)
+
+
+def save_scatter_plot(
+    predictions: np.ndarray, references: np.ndarray, metrics: dict[str, float], path: str | Path, title: str
+) -> Path:
+    """PNG of predicted score (y) against MOS (x) with the identity line and the metrics in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(5, 5), dpi=100)
+    axis.scatter(references, predictions, s=10, alpha=0.6, edgecolors="none")
+    low = float(min(np.min(references), np.min(predictions)))
+    high = float(max(np.max(references), np.max(predictions)))
+    axis.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--", label="y = x")
+    axis.set_xlabel("MOS")
+    axis.set_ylabel("predicted score")
+    axis.set_title(f"{title}\nSRCC {metrics['srcc']:.3f}  PLCC {metrics['plcc']:.3f}  RMSE {metrics['rmse']:.3f}")
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def write_predictions_csv(path: str | Path, predictions: Predictions) -> Path:
+    """Per-image predictions: `name, mos, prediction, p_<grade> ...` (the grade distribution of `Predictions`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = predictions.names or [str(i) for i in range(len(predictions.scores))]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["name", "mos", "prediction", *(f"p_{grade}" for grade in predictions.grade_names)])
+        for name, mos, score, probs in zip(
+            names, predictions.mos, predictions.scores, predictions.grade_probs, strict=True
+        ):
+            writer.writerow([name, f"{mos:.6g}", f"{score:.8g}", *(f"{p:.6g}" for p in probs)])
+    return path
+
+
+def eval_result_entry(dataset: str, split: str, num_images: int, metrics: dict[str, float]) -> dict[str, Any]:
+    """One entry of `eval_results.json`'s `results`."""
+    return {
+        "dataset": dataset,
+        "split": split,
+        "num_images": int(num_images),
+        "metrics": {name: float(metrics[name]) for name in METRIC_NAMES},
+    }
+
+
+def write_eval_results(
+    path: str | Path, *, model_name: str, base_model: str | None, synthetic: bool, results: list[dict[str, Any]]
+) -> Path:
+    """Writes `eval_results.json` (format in the module docstring); NaN metrics become null."""
+    payload = {
+        "model_name": model_name,
+        "base_model": base_model,
+        "synthetic": bool(synthetic),
+        "results": [
+            {**entry, "metrics": {k: (None if _is_nan(v) else v) for k, v in entry["metrics"].items()}}
+            for entry in results
+        ],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
