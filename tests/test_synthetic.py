@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from training import synthetic
@@ -21,6 +22,7 @@ from training.synthetic import (
 )
 
 SMALL = {"image_size": 24, "crops_per_source": 2, "num_raters": 9}
+TRAIN_FACTOR = 21 / (1 + 4)  # the default train_conditions=4: 1 + 4 images per training crop, 21/5 as many crops
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,14 @@ def test_structure_and_columns(small_dataset) -> None:
         total += len(split)
         image = split[0]["image"]
         assert image.size == (24, 24) and image.mode == "RGB"
-    assert total == len(photos) * SMALL["crops_per_source"] * 21
+    # A held-out photo: its textured crops and the 8 random native crops, each pristine + 20 conditions. A training
+    # photo: 21/5 times as many crops, each pristine + 4 random conditions.
+    held_out = (SMALL["crops_per_source"] + 8) * 21
+    training = (round(SMALL["crops_per_source"] * TRAIN_FACTOR) + round(8 * TRAIN_FACTOR)) * 5
+    assert total == 3 * held_out + (len(photos) - 3) * training
+    for name, split in small_dataset.items():
+        per_photo = split.select_columns(["source"]).to_pandas().groupby("source").size()
+        assert set(per_photo) == {training if name == "train" else held_out}, name
 
 
 def test_no_source_photo_in_two_splits(small_dataset) -> None:
@@ -60,8 +69,9 @@ def test_no_source_photo_in_two_splits(small_dataset) -> None:
 
 
 def test_scores_follow_distortion_strength(small_dataset) -> None:
-    train = small_dataset["train"].select_columns(["mos", "mos_std", "distortion", "level", "true_quality"])
-    table = train.to_pandas()
+    # The held-out photos: every crop in every condition (a training crop shows only some conditions).
+    columns = ["mos", "mos_std", "distortion", "level", "true_quality"]
+    table = pd.concat([small_dataset[name].select_columns(columns).to_pandas() for name in ("validation", "test")])
     assert table["mos"].between(1, 5).all()
     assert (table["mos_std"] >= 0).all() and table["mos_std"].mean() > 0.3  # raters disagree
     for kind in DISTORTIONS:
@@ -127,10 +137,18 @@ def test_images_are_stored_losslessly(small_dataset) -> None:
     assert io.BytesIO(stored).getbuffer().nbytes > 0
 
 
-def test_crops_are_textured(small_dataset) -> None:
+def test_textured_crops_are_textured_and_random_native_crops_are_not_chosen(small_dataset) -> None:
     pristine = small_dataset["test"].filter(lambda level: level == 0, input_columns="level")
-    for image in pristine["image"]:
-        assert _gradient_energy(np.asarray(image)) > 2.0
+    energy = {
+        (source, crop): _gradient_energy(np.asarray(image))
+        for source, crop, image in zip(pristine["source"], pristine["crop"], pristine["image"], strict=True)
+    }
+    textured = [value for (_, crop), value in energy.items() if crop < SMALL["crops_per_source"]]
+    random_native = [value for (_, crop), value in energy.items() if crop >= SMALL["crops_per_source"]]
+    assert len(textured) == 2 * SMALL["crops_per_source"] and len(random_native) == 2 * 8
+    assert min(textured) > 2.0
+    # Random positions at the photo's own resolution include smooth regions (hubble's sky, smooth tissue).
+    assert min(random_native) < min(textured)
 
 
 def test_cache_is_reused_and_rebuilt_when_arguments_change(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,30 +190,84 @@ def test_bad_arguments_raise() -> None:
         build_synthetic_dataset(image_size=16, crops_per_source=1, num_val_sources=1, num_test_sources=num_photos - 1)
 
 
-def test_distortion_subset_and_auto_levelled_crops() -> None:
-    subset = build_synthetic_dataset(image_size=16, crops_per_source=1, num_raters=3, distortions=["noise", "blur"])
+def test_distortion_subset_and_optional_auto_levelling() -> None:
+    small = {"image_size": 16, "crops_per_source": 1, "num_raters": 3, "random_native_crops": 0}
+    subset = build_synthetic_dataset(**small, distortions=["noise", "blur"])
     test = subset["test"]
     assert set(test["distortion"]) == {"none", "blur", "noise"}
     assert len(test) == 2 * (1 + 2 * 4)  # 2 test photos x 1 crop x (pristine + 2 types x 4 levels)
-    pristine = [
-        np.asarray(im).astype(float) @ synthetic._LUMA
-        for im, lv in zip(test["image"], test["level"], strict=True)
-        if lv == 0
-    ]
-    # Auto-levelling stretches the 1st-99th luminance percentiles to 0-255; clipping the channels of saturated dark
-    # pixels (immunohistochemistry's stains) lifts their luminance a little above 0 again.
-    for luminance in pristine:
-        low, high = np.percentile(luminance, [1, 99])
-        assert low < 24 and high - low > 200
     with pytest.raises(ValueError, match="non-empty subset"):
         build_synthetic_dataset(image_size=16, distortions=["sepia"])
 
+    def pristine_luminance(dataset) -> list[np.ndarray]:
+        rows = dataset["test"]
+        return [
+            np.asarray(image).astype(float) @ synthetic._LUMA
+            for image, level in zip(rows["image"], rows["level"], strict=True)
+            if level == 0
+        ]
+
+    # auto_level=True stretches each crop's 1st-99th luminance percentiles to 0-255; clipping the channels of
+    # saturated dark pixels (immunohistochemistry's stains) lifts their luminance a little above 0 again.
+    levelled = build_synthetic_dataset(**{**small, "crops_per_source": 2}, crop_scales=(4.0, 8.0), auto_level=True)
+    for luminance in pristine_luminance(levelled):
+        low, high = np.percentile(luminance, [1, 99])
+        assert low < 24 and high - low > 200
+    # By default the crops keep the photo's own levels (a dark sky stays dark).
+    as_they_are = build_synthetic_dataset(**{**small, "crops_per_source": 2}, crop_scales=(4.0, 8.0))
+    ranges = [np.subtract(*np.percentile(luminance, [99, 1])) for luminance in pristine_luminance(as_they_are)]
+    assert min(ranges) < 150
+
+
+def test_native_crops_are_cut_from_the_photo_as_it_is() -> None:
+    """A held-out photo's native crops are its own pixels, unscaled and unlevelled."""
+    dataset = build_synthetic_dataset(
+        image_size=16, crops_per_source=1, crop_scales=("native",), random_native_crops=2, num_raters=3
+    )
+    test = dataset["test"].filter(lambda level: level == 0, input_columns="level")
+    photos = available_source_photos()
+    for source, image in zip(test["source"], test["image"], strict=True):
+        crop, photo = np.asarray(image), photos[source]
+        # Find the crop in the photo: its top-left pixel's candidates, then the whole crop.
+        tops, lefts = np.nonzero(np.all(photo[:-15, :-15] == crop[0, 0], axis=-1))
+        assert any(np.array_equal(photo[t : t + 16, x : x + 16], crop) for t, x in zip(tops, lefts, strict=True))
+    with pytest.raises(ValueError, match="crop_scales"):
+        build_synthetic_dataset(image_size=16, crop_scales=("half",))
+
+
+def test_train_conditions_trade_conditions_for_content() -> None:
+    dataset = build_synthetic_dataset(image_size=16, crops_per_source=2, random_native_crops=1, num_raters=3)
+    train = dataset["train"].select_columns(["source", "crop", "distortion", "level"]).to_pandas()
+    per_crop = train.groupby(["source", "crop"])
+    assert set(per_crop.size()) == {5}  # pristine + 4 conditions
+    assert (per_crop["level"].min() == 0).all()
+    assert per_crop.ngroups == 6 * (round(2 * TRAIN_FACTOR) + round(1 * TRAIN_FACTOR))
+    assert train.groupby(["distortion", "level"]).ngroups == 21  # every condition occurs somewhere
+    held_out = dataset["test"].select_columns(["source", "crop"]).to_pandas().groupby(["source", "crop"]).size()
+    assert set(held_out) == {21} and len(held_out) == 2 * 3
+    every = build_synthetic_dataset(
+        image_size=16, crops_per_source=2, random_native_crops=1, num_raters=3, train_conditions=None
+    )
+    assert len(every["train"]) == 6 * 3 * 21
+    with pytest.raises(ValueError, match="train_conditions"):
+        build_synthetic_dataset(image_size=16, train_conditions=21)
+
+
+def test_window_mirrors_the_photo_border() -> None:
+    photo = np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)
+    window = synthetic._window(photo, 0, 8, 4, 3)
+    assert window.shape == (10, 10, 3)
+    assert np.array_equal(window[3:7, 3:7], photo[0:4, 8:12])  # the crop sits in the middle
+    assert np.array_equal(window[2], window[3]) and np.array_equal(window[:, 7], window[:, 6])  # mirrored edges
+    assert np.array_equal(synthetic._window(photo, 3, 3, 4, 0), photo[3:7, 3:7])
+
 
 def test_crop_scales_share_out_the_crops() -> None:
-    multi = build_synthetic_dataset(image_size=16, crops_per_source=3, num_raters=3, crop_scales=(2.0, 8.0))
+    small = {"image_size": 16, "crops_per_source": 3, "num_raters": 3, "random_native_crops": 0}
+    multi = build_synthetic_dataset(**small, crop_scales=(2.0, 8.0))
     assert sorted(set(multi["test"]["crop"])) == [0, 1, 2]
     assert len(multi["test"]) == 2 * 3 * 21
-    single = build_synthetic_dataset(image_size=16, crops_per_source=3, num_raters=3, crop_scales=(4.0,))
+    single = build_synthetic_dataset(**small, crop_scales=(4.0,))
     first_pristine = [np.asarray(d["test"][0]["image"]) for d in (multi, single)]
     assert not np.array_equal(*first_pristine)  # a different scale gives different content
     with pytest.raises(ValueError, match="crop_scales"):
@@ -253,6 +325,34 @@ def test_quality_from_degradation_is_the_documented_monotone_curve() -> None:
     assert quality(d) == pytest.approx(expected)
     with pytest.raises(ValueError, match="degradation"):
         quality(-0.1)
+
+
+def test_invisible_changes_of_flat_content_are_not_total_losses() -> None:
+    """Visibility floors: removing faint grain from a nearly flat crop, or the chroma grain of a dark one, is a
+    small loss, while the same operations on a textured crop and added noise on the flat crop are large ones."""
+    rng = np.random.default_rng(0)
+    grain = np.clip(60 + rng.normal(0, 2.0, size=(16, 16, 3)), 0, 255).astype(np.uint8)
+    smoothed = np.full_like(grain, 60)
+    flat = degradation_measures(grain, smoothed)
+    assert flat["sharpness"] < 0.6 and flat["contrast"] < 0.3 and flat["colour"] < 0.3
+    textured = available_source_photos()["astronaut"][100:116, 200:216]
+    blurred = apply_distortion(textured, "blur", 3, rng)
+    assert degradation_measures(textured, blurred)["sharpness"] > 0.5
+    assert measured_quality(grain, smoothed) > measured_quality(textured, blurred) + 0.5
+    assert measured_quality(grain, apply_distortion(grain, "noise", 2, rng)) < 3.0
+
+
+def test_distort_takes_any_parameter_and_size() -> None:
+    rng = np.random.default_rng(0)
+    photo = available_source_photos()["coffee"]
+    assert synthetic.distort(photo, "blur", 8.0, rng).shape == photo.shape
+    mild, strong = (synthetic.distort(photo, "jpeg", q, rng) for q in (90, 10))
+    assert np.abs(mild.astype(float) - photo).mean() < np.abs(strong.astype(float) - photo).mean()
+    crop = photo[:32, :32]
+    assert np.array_equal(synthetic.distort(crop, "noise", 20.0, np.random.default_rng(1)),
+                          apply_distortion(crop, "noise", 2, np.random.default_rng(1)))  # fmt: skip
+    with pytest.raises(ValueError, match="unknown distortion"):
+        synthetic.distort(crop, "sepia", 1.0, rng)
 
 
 def test_measured_quality_falls_with_the_level_at_the_quickstart_size() -> None:

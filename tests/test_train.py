@@ -355,8 +355,10 @@ def test_progress_bars_show_no_nan_and_can_be_turned_off(tmp_path: Path, synthet
 @pytest.mark.slow
 def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch) -> None:
     """`python training/quickstart.py` (shrunk by flags it passes on): `accelerate launch` training, a complete
-    model folder, eval_results.json, plots, TensorBoard logs, rotated checkpoints, pipeline scoring, the
-    synthetic notice and the one-line change for real data."""
+    model folder saved with the native-resolution crop protocol, eval_results.json, plots, TensorBoard logs,
+    rotated checkpoints, pipeline scoring, the full-size ranking table, one synthetic notice, consistent timing and
+    the one-line change for real data."""
+    from training.quickstart import QUICKSTART_VIEW_PROTOCOL, RANKING_FILE, RANKING_LEVELS
     from training.quickstart import main as quickstart
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -368,14 +370,24 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     )  # fmt: skip
     assert code == 0
     printed = capfd.readouterr().out
-    assert printed.count("SYNTHETIC DEMONSTRATION") >= 2  # before and after
+    assert printed.count("SYNTHETIC DEMONSTRATION") == 1  # once, with the results
     assert "--clip openai/clip-vit-base-patch16 --dataset agiqa-3k" in printed
     assert "pipeline('image-quality'" in printed and "SRCC" in printed and "PLCC" in printed
+    # The timing names what each figure covers; the training loop's seconds are train.py's own figure.
+    total = float(re.search(r"^Wall-clock time: ([0-9]+) s in all$", printed, flags=re.MULTILINE).group(1))
+    run = float(re.search(r"^  training run +([0-9]+) s  accelerate launch", printed, flags=re.MULTILINE).group(1))
+    scoring = float(re.search(r"^  scoring +([0-9]+) s  the examples", printed, flags=re.MULTILINE).group(1))
+    loop = float(re.search(r"^training took ([0-9.]+) s", printed, flags=re.MULTILINE).group(1))
+    assert f"of which the training loop {loop:.0f} s" in printed
+    assert loop <= run <= total and abs(run + scoring - total) <= 1
 
     model_dir = out / "model"
     for name in ("config.json", "model.safetensors", "modeling_agqg.py", "configuration_agqg.py", "pipeline_agqg.py",
                  "views_agqg.py", "eval_results.json", "train_config.yaml"):  # fmt: skip
         assert (model_dir / name).is_file(), name
+    # The saved model scores images on native-resolution crops of its input size (32 px in this shrunk run).
+    protocol = json.loads((model_dir / "config.json").read_text())["view_protocol"]
+    assert protocol == {**QUICKSTART_VIEW_PROTOCOL, "crop_size": 32}
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["synthetic"] is True and results["base_model"] is None
     assert results["model_name"] == "agqg-tiny-synthetic-quickstart"
@@ -383,6 +395,21 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     assert set(splits) == {"validation", "test"}
     assert splits["validation"]["num_images"] == 41
     assert set(splits["test"]["metrics"]) == {"srcc", "krcc", "plcc", "plcc_logistic", "rmse"}
+
+    # The full-size ranking: the held-out test photos, every distortion at levels 0..5, a pooled Spearman each.
+    ranking = json.loads((out / RANKING_FILE).read_text())
+    assert ranking["view_protocol"] == protocol
+    import datasets
+
+    held_out = datasets.load_from_disk(str(out / "synthetic_data"))
+    assert ranking["photos"] == sorted(set(held_out["test"]["source"])) and len(ranking["photos"]) == 2
+    assert set(ranking["photos"]).isdisjoint(held_out["train"]["source"])
+    assert set(ranking["spearman"]) == set(RANKING_LEVELS)
+    assert all(-1.0 <= rho <= 1.0 for rho in ranking["spearman"].values())
+    assert all(len(ranking["mean"][kind]) == len(RANKING_LEVELS[kind]) + 1 for kind in RANKING_LEVELS)
+    assert "Held-out photos at full size" in printed and "Pooled Spearman of score and level 0-5" in printed
+    for kind in RANKING_LEVELS:
+        assert re.search(rf"^  {kind} +5 ", printed, flags=re.MULTILINE), kind
 
     # Rotation kept the newest two step checkpoints (96 images / 16 = 6 steps per epoch, 12 steps in all).
     checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
@@ -403,12 +430,13 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
 def test_quickstart_examples_come_from_the_runs_own_held_out_photos(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str | None, seed: int
 ) -> None:
-    """The scored examples are built with the training run's arguments (synthetic split n = data seed n), so the
-    cached dataset is reused and `--split 1` does not score photos that split trained on."""
+    """The scored examples and the full-size ranking use the test split built with the training run's arguments
+    (synthetic split n = data seed n), so the cached dataset is reused and `--split 1` does not score photos that
+    split trained on."""
     import yaml
 
     import training.synthetic
-    from training.quickstart import score_examples
+    from training.quickstart import held_out_test_split
 
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -425,7 +453,7 @@ def test_quickstart_examples_come_from_the_runs_own_held_out_photos(
 
     monkeypatch.setattr(training.synthetic, "build_synthetic_dataset", fake_build)
     with pytest.raises(Stop):
-        score_examples(model_dir, tmp_path)
+        held_out_test_split(model_dir, tmp_path)
     assert seen["seed"] == seed and seen["image_size"] == 16 and seen["crops_per_source"] == 4
     assert seen["out_dir"] == tmp_path / "synthetic_data"
 

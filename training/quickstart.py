@@ -1,13 +1,29 @@
-"""The offline quickstart: one command, no downloads, a few minutes on a laptop CPU.
+r"""The offline quickstart: one command, no downloads, a few minutes on a laptop CPU.
 
     python training/quickstart.py            (or: python -m training.quickstart)
 
 1. builds the synthetic quality dataset (real photographs shipped with scikit-image and matplotlib, distorted
    at graded strengths; MOS from simulated raters), holding out whole source photos for validation and test;
 2. trains a tiny CLIP + AGQG from scratch with `accelerate launch training/train.py --config quickstart.yaml`;
-3. evaluates the best model on the held-out photos and saves the complete remote-code folder;
+3. evaluates the best model on the held-out photos and saves the complete remote-code folder, whose view
+   protocol (`QUICKSTART_VIEW_PROTOCOL`) scores any image on crops of the model's input size at the image's own
+   resolution, the resolution the training crops' pixels have;
 4. scores a few held-out images through `pipeline("image-quality", model=folder, trust_remote_code=True)`;
-5. prints SRCC/PLCC, says that this is a synthetic demonstration, and shows the one-line change for real data.
+5. scores the held-out photos *at their full size*, each made blurrier, noisier and more compressed in five steps
+   (`RANKING_LEVELS`), through the same pipeline, and prints the mean score per distortion and level with the
+   pooled Spearman correlation of score and level per distortion (`full_size_ranking`);
+6. prints SRCC/PLCC, the time taken, says once that this is a synthetic demonstration, and shows the one-line
+   change for real data.
+
+**Pooled Spearman.** For one distortion, the pairs (l, s_{p,l}) of level l = 0..5 (0 = the photo as shipped)
+and pipeline score s of every held-out photo p are pooled and ranked, ties averaged:
+
+    rho = 1 - 6 sum_i d_i^2 / (n (n^2 - 1))   (no ties; scipy's spearmanr in general),
+
+d_i the difference of the two ranks of pair i and n = 6 x (number of photos). rho = -1 when every photo's score
+falls with the level *and* every photo's score at a level is above every photo's score at the next one; a model
+that ranks the levels of each photo but scores one photo far above another gets less. Level 0 is included, so
+the pristine photo must score above its mildest distortion too.
 
 Extra flags are passed to `training/train.py` (e.g. `--num_train_epochs 5`).
 """
@@ -17,17 +33,42 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from training.options import CONFIG_DIR
 from training.results import EVAL_RESULTS_FILE
 from training.train import REAL_RUN_HINT, SYNTHETIC_NOTICE
 
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
+RANKING_FILE = "full_size_ranking.json"
+
+QUICKSTART_VIEW_PROTOCOL: dict[str, Any] = {
+    "scheme": "crops",
+    "num_crops": 64,
+    "train_crops": 1,
+    "include_resized": False,
+}
+"""The view protocol the quickstart model is saved with (`views_agqg.ViewProtocol`): 64 crops of the model's
+input size (`crop_size` is filled in with it) on an even grid over the image at its own resolution, no resized
+whole-image view (at 16 pixels a whole photograph keeps none of the pixel-scale damage), scores averaged."""
+
+RANKING_LEVELS: dict[str, tuple[float, ...]] = {
+    "blur": (0.5, 1.0, 2.0, 4.0, 8.0),
+    "noise": (4.0, 8.0, 16.0, 32.0, 64.0),
+    "jpeg": (60.0, 40.0, 25.0, 15.0, 8.0),
+}
+"""Levels 1..5 of the full-size check, pixel-scale parameters of `training.synthetic.distort` applied to the
+whole photograph: Gaussian blur standard deviation in pixels and additive Gaussian noise standard deviation on the
+0-255 scale, each doubling from level to level; PIL JPEG quality from 60 (artefacts hard to see) to 8 (blocks
+everywhere). Below quality 8 dark areas turn into uniform 8x8 blocks that a 16-pixel crop cannot tell from a
+clean dark sky."""
+RANKING_FORMATS = {"blur": "std {:g} px", "noise": "std {:g}", "jpeg": "quality {:g}"}  # parameters in the table
 
 
 def launch_command(output_dir: Path, num_processes: int, extra: Sequence[str]) -> list[str]:
@@ -37,7 +78,7 @@ def launch_command(output_dir: Path, num_processes: int, extra: Sequence[str]) -
     launcher += ["--mixed_precision", "no", "--num_processes", str(num_processes)]
     if num_processes > 1:
         launcher += ["--multi_gpu", "--main_process_port", "0"]
-    # The synthetic dataset is cached in the run folder, so the scoring step below reuses it.
+    # The synthetic dataset is cached in the run folder, so the scoring steps below reuse it.
     train_args = ["--config", str(CONFIG_DIR / "quickstart.yaml"), "--output_dir", str(output_dir)]
     train_args += ["--data_root", str(output_dir / "synthetic_data")]
     if num_processes > 1:
@@ -45,28 +86,69 @@ def launch_command(output_dir: Path, num_processes: int, extra: Sequence[str]) -
     return [*launcher, str(TRAIN_SCRIPT), *train_args, *extra]
 
 
-def score_examples(model_dir: Path, output_dir: Path, count: int = 6) -> list[dict[str, object]]:
-    """Saves `count` held-out test images (evenly spread over the MOS range) as PNG files and scores them by
-    path through the public `image-quality` pipeline."""
-    from transformers import pipeline
+def run_training(command: Sequence[str], env: Mapping[str, str]) -> tuple[int, float | None]:
+    """Runs the training command, passing its output through line by line except train.py's own copy of the
+    synthetic notice (the quickstart prints it once, with the results). Returns the exit code and the seconds
+    train.py reports for its training loop ("training took X s"), or None when it printed no such line."""
+    loop_seconds = None
+    with subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE, text=True, bufsize=1) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.strip() == SYNTHETIC_NOTICE:
+                continue
+            found = re.match(r"training took ([0-9.]+) s", line.strip())
+            if found:
+                loop_seconds = float(found.group(1))
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    return process.returncode, loop_seconds
 
+
+def set_view_protocol(model_dir: Path, protocol: Mapping[str, Any]) -> dict[str, Any]:
+    """Writes `protocol` (its `crop_size` defaulting to the model's input size) into the saved model's
+    `config.json`, unless the training run already saved a protocol of its own other than the default `resize`;
+    returns the protocol the model folder now has."""
+    from modeling_agqg.views_agqg import ViewProtocol
+
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    saved = ViewProtocol.parse(config.get("view_protocol") or "resize")
+    if saved.scheme != "resize":
+        return saved.to_dict()
+    # The test crops are exactly the input size, where resizing and cropping give the same single view: the
+    # metrics the run measured under `resize` hold under this protocol too.
+    backbone = config.get("backbone_config") or config["clip_config"]  # older folders: the CLIP config's old name
+    wanted = ViewProtocol.parse(dict(protocol)).with_crop_size(int(backbone["vision_config"]["image_size"]))
+    config["view_protocol"] = wanted.to_dict()
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return wanted.to_dict()
+
+
+def held_out_test_split(model_dir: Path, output_dir: Path) -> Any:
+    """The run's synthetic test split, built with the training run's arguments (read from the model folder's
+    `train_config.yaml`): synthetic split n is data seed n, so the cached dataset is reused and the photos are
+    the ones that run held out."""
     from training.synthetic import build_synthetic_dataset
 
     resolved = _resolved_config(model_dir)
     # The same arguments as training (training.run_data.load_splits): synthetic split n is data seed n, so
     # the cached dataset is reused and the examples come from the photos that run held out.
-    test = build_synthetic_dataset(
+    return build_synthetic_dataset(
         output_dir / "synthetic_data",
         image_size=int(resolved.get("synthetic_image_size", 64)),
         seed=int(resolved.get("split") or 0),
         crops_per_source=int(resolved.get("synthetic_crops_per_source", 10)),
         distortions=resolved.get("synthetic_distortions"),
     )["test"]
+
+
+def score_examples(scorer: Any, test: Any, output_dir: Path, count: int = 6) -> list[dict[str, object]]:
+    """Saves `count` held-out test images (evenly spread over the MOS range) as PNG files and scores them by
+    path through the `image-quality` pipeline `scorer`."""
     order = sorted(range(len(test)), key=lambda i: float(test[i]["mos"]))
     picks = [order[round(k * (len(order) - 1) / (count - 1))] for k in range(count)]
     sample_dir = output_dir / "samples"
     sample_dir.mkdir(parents=True, exist_ok=True)
-    scorer = pipeline("image-quality", model=str(model_dir), trust_remote_code=True)
     rows = []
     for index in picks:
         row = test[index]
@@ -77,7 +159,71 @@ def score_examples(model_dir: Path, output_dir: Path, count: int = 6) -> list[di
     return rows
 
 
-def _resolved_config(model_dir: Path) -> dict[str, object]:
+def full_size_ranking(
+    scorer: Any,
+    photo_names: Sequence[str],
+    levels: Mapping[str, Sequence[float]] = RANKING_LEVELS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Scores each named source photo at its full size, as shipped (level 0) and distorted at each level of each
+    distortion (`training.synthetic.distort`, pixel-scale parameters), through the pipeline `scorer` with the
+    model's own view protocol; returns {"photos", "levels", "scores": {distortion: {photo: [score per level
+    0..L]}}, "mean": {distortion: [mean over photos per level]}, "spearman": {distortion: pooled rho}} (pooled
+    Spearman of (level, score) over all photos, level 0 included; see the module docstring)."""
+    import numpy as np
+    from PIL import Image
+    from scipy.stats import spearmanr
+
+    from training.synthetic import available_source_photos, distort
+
+    photos = available_source_photos()
+    rng = np.random.default_rng(seed)
+    scores: dict[str, dict[str, list[float]]] = {}
+    for name in photo_names:
+        pristine = float(scorer(Image.fromarray(photos[name]))["score"])
+        for kind, parameters in levels.items():
+            row = [pristine]
+            for parameter in parameters:
+                distorted = Image.fromarray(distort(photos[name], kind, parameter, rng))
+                row.append(float(scorer(distorted)["score"]))
+            scores.setdefault(kind, {})[name] = row
+    result: dict[str, Any] = {
+        "photos": list(photo_names),
+        "levels": {kind: [0.0, *map(float, parameters)] for kind, parameters in levels.items()},
+        "scores": scores,
+        "mean": {},
+        "spearman": {},
+    }
+    for kind, by_photo in scores.items():
+        rows = np.asarray(list(by_photo.values()))
+        result["mean"][kind] = rows.mean(axis=0).tolist()
+        pooled_levels = np.tile(np.arange(rows.shape[1]), rows.shape[0])
+        result["spearman"][kind] = float(spearmanr(pooled_levels, rows.reshape(-1))[0])
+    return result
+
+
+def format_ranking(ranking: Mapping[str, Any], protocol: str) -> str:
+    """The printed ranking table: one row per distortion and level with its parameter, the mean score over the
+    photos and each photo's score, then the pooled Spearman per distortion."""
+    photos = list(ranking["photos"])
+    lines = [
+        f"Held-out photos at full size ({', '.join(photos)}), five increasing levels of each distortion,",
+        f"scored through pipeline('image-quality') with the model's saved view protocol: {protocol}",
+        f"  {'distortion':<10} {'level':>5}  {'parameter':<14} {'mean':>6}  "
+        + "  ".join(f"{n[:20]:>20}" for n in photos),
+    ]
+    for kind, means in ranking["mean"].items():
+        for level, mean in enumerate(means):
+            value = ranking["levels"][kind][level]
+            parameter = "as shipped" if level == 0 else RANKING_FORMATS.get(kind, "{:g}").format(value)
+            per_photo = "  ".join(f"{ranking['scores'][kind][name][level]:20.2f}" for name in photos)
+            lines.append(f"  {kind:<10} {level:5d}  {parameter:<14} {mean:6.2f}  {per_photo}")
+    pooled = "   ".join(f"{kind} {rho:+.2f}" for kind, rho in ranking["spearman"].items())
+    lines.append(f"  Pooled Spearman of score and level 0-5, all photos (-1 = every level ranked): {pooled}")
+    return "\n".join(lines)
+
+
+def _resolved_config(model_dir: Path) -> dict[str, Any]:
     import yaml
 
     path = model_dir / "train_config.yaml"
@@ -90,38 +236,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num_processes", type=int, default=1, help="CPU processes (2 = data-parallel over gloo)")
     args, extra = parser.parse_known_args(argv)
     output_dir = Path(args.output_dir)
-    print(SYNTHETIC_NOTICE + "\n", flush=True)
     started = time.perf_counter()
     command = launch_command(output_dir, args.num_processes, extra)
     print("$ " + " ".join(command), flush=True)
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONUNBUFFERED"] = "1"  # train.py's lines come through the pipe as they are printed
     # The tiny model's matrix products are too small to share out: one thread per process trains it faster than
     # two (19.3 vs 17.8 steps/s on 2 cores) and gives the same weights. Set OMP_NUM_THREADS to override.
     env.setdefault("OMP_NUM_THREADS", "1")
-    completed = subprocess.run(command, env=env)
-    if completed.returncode != 0:
-        print(f"training failed with exit code {completed.returncode}", file=sys.stderr)
-        return completed.returncode
-    train_seconds = time.perf_counter() - started
+    returncode, loop_seconds = run_training(command, env)
+    if returncode != 0:
+        print(f"training failed with exit code {returncode}", file=sys.stderr)
+        return returncode
+    run_seconds = time.perf_counter() - started
+
+    from transformers import pipeline
 
     model_dir = output_dir / "model"
+    protocol = set_view_protocol(model_dir, QUICKSTART_VIEW_PROTOCOL)
     results = json.loads((model_dir / EVAL_RESULTS_FILE).read_text(encoding="utf-8"))
-    examples = score_examples(model_dir, output_dir)
+    scorer = pipeline("image-quality", model=str(model_dir), trust_remote_code=True)
+    test = held_out_test_split(model_dir, output_dir)
+    examples = score_examples(scorer, test, output_dir)
+    ranking = full_size_ranking(scorer, sorted(set(test["source"])))
+    (output_dir / RANKING_FILE).write_text(json.dumps({"view_protocol": protocol, **ranking}, indent=2) + "\n")
     total_seconds = time.perf_counter() - started
+
+    from modeling_agqg.views_agqg import ViewProtocol
 
     print(f"\nHeld-out images scored with pipeline('image-quality', model={str(model_dir)!r}, trust_remote_code=True):")
     print(f"  {'file':<44} {'MOS':>5} {'score':>6}  grade")
     for row in examples:
         print(f"  {Path(str(row['file'])).name:<44} {row['mos']:5.2f} {row['score']:6.2f}  {row['grade']}")
-    print("\nEvaluation of the best model (source photos never seen in training):")
+    print("\n" + format_ranking(ranking, ViewProtocol.from_dict(protocol).describe()))
+    print("\nEvaluation of the best model on the synthetic crops (source photos never seen in training):")
     for entry in results["results"]:
         metrics = entry["metrics"]
         print(
             f"  {entry['split']:<11} {entry['num_images']:4d} images   SRCC {metrics['srcc']:.3f}   "
             f"PLCC {metrics['plcc']:.3f}   KRCC {metrics['krcc']:.3f}   RMSE {metrics['rmse']:.3f}"
         )
-    print(f"\nTraining took {train_seconds:.0f} s, everything {total_seconds:.0f} s. Model folder: {model_dir}")
+    print(f"\nWall-clock time: {total_seconds:.0f} s in all")
+    print(
+        f"  training run  {run_seconds:5.0f} s  accelerate launch of train.py: start-up, dataset, training loop, "
+        "final evaluation, saving"
+    )
+    if loop_seconds is not None:
+        print(f"    of which the training loop {loop_seconds:.0f} s (train.py's 'training took': epochs + validation)")
+    print(f"  scoring       {total_seconds - run_seconds:5.0f} s  the examples and the full-size ranking (pipeline)")
+    print(f"Model folder: {model_dir}")
     print(f"TensorBoard: tensorboard --logdir {output_dir / 'logs'}   Plots: {output_dir / 'plots'}")
     print("\n" + SYNTHETIC_NOTICE)
     print(REAL_RUN_HINT)

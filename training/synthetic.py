@@ -3,18 +3,37 @@ r"""A small synthetic image-quality dataset built offline from real photographs,
 **Sources.** The 9 real colour photographs shipped inside installed packages: scikit-image's `skimage.data`
 samples (astronaut, coffee, chelsea, rocket, hubble_deep_field, immunohistochemistry, retina and the left view of
 stereo_motorcycle; public domain or CC0) and matplotlib's `grace_hopper.jpg` (public domain) when matplotlib is
-installed. (scikit-image's other samples are greyscale, binary, synthetic or microscopy stacks.) Each photo is
-resized (short side `scale * image_size` for each of `crop_scales`) and `crops_per_source` textured, colourful
-square crops of side `image_size` are cut from it (candidates are ranked by gradient energy plus colourfulness;
-flat crops would hide blur and noise, grey crops would hide colour loss). Each crop is then auto-levelled (its
-1st-99th luminance percentiles stretched to 0-255) so that lost contrast is not confused with dim content. By
-default the crops are shared out between three resizings (short side 2, 4 and 8 times `image_size`). Training
-crops are turned by a random one of the 8 rotations/reflections and get their RGB channels randomly permuted
-before they are distorted (more varied content from few photos); validation and test crops are left as they are.
+installed. (scikit-image's other samples are greyscale, binary, synthetic or microscopy stacks.)
 
-**Distortions.** Every crop appears once pristine (distortion "none", level 0) and once for each of five
-distortion types at levels 1..4 (level 1 is already visible at 64 pixels, level 4 is severe; milder levels
-were not learnable by a tiny from-scratch ViT, see docs/datasets.md):
+**Crops.** Square crops of side `image_size` are cut at two kinds of resolution (format 5):
+
+- `crops_per_source` *textured* crops, shared out between `crop_scales`: by default the photo resized to a short
+  side of 2, 4 and 8 times `image_size`, and the photo at its own resolution (`"native"`). Candidates are ranked
+  by gradient energy plus colourfulness (flat crops would hide blur and noise, grey crops colour loss);
+- `random_native_crops` crops at the photo's own resolution and uniformly random positions, flat regions
+  included.
+
+The native crops are what a crop-grid view protocol (`modeling_agqg.views_agqg.ViewProtocol`, scheme `crops`)
+cuts from a full-size photograph, so a model trained on them scores whole photographs as it was trained (a model
+trained on downscaled crops alone took the sensor grain of a full-size photo for detail and added noise for
+more detail); the downscaled crops carry most of the texture. Crops are kept as they are: stretching each
+crop's luminance to 0-255 (`auto_level=True`, what format 4 did so that lost contrast was not confused with dim
+content) makes them unlike the crops of a photo scored as it is, and a model trained on stretched crops next to
+native ones did not learn either (docs/training.md).
+
+Each crop is distorted inside a window with `context` pixels of the photo around it (the photo's border
+mirrored), then cut out: blur near the crop's edges sees its real neighbours, and a random 0-7 pixel shift of
+the window puts the 8x8 JPEG grid anywhere on the crop, as on a crop of a compressed photo. Training crops are
+turned by a random one of the 8 rotations/reflections and get their RGB channels randomly permuted before they
+are distorted (more varied content from few photos); validation and test crops are left as they are.
+
+**Distortions.** Every validation and test crop appears once pristine (distortion "none", level 0) and once for
+each of five distortion types at levels 1..4 (level 1 is already visible at 64 pixels, level 4 is severe; milder
+levels were not learnable by a tiny from-scratch ViT, see docs/datasets.md). A training crop appears pristine
+and in `train_conditions` of the 20 conditions drawn at random, and each training photo gives
+21 / (1 + `train_conditions`) times as many crops: about as many training images as with every condition, and
+several times the content. `distort` applies a distortion with any pixel-scale parameter, to a photograph of any
+size (the quickstart's full-size check).
 
 =========  ==========================================  =====================
 type       operation                                    parameter at level 1..4
@@ -29,19 +48,23 @@ colour     x -> g + beta (x - g), g = pixel luminance   0.50, 0.25, 0.08, 0.0
 **Quality.** The noise-free quality `true_quality` of a distorted crop is *measured* against its pristine
 crop, not read off the nominal level (the same level is invisible on one crop and severe on another, so
 nominal labels do not transfer between photos). Four full-reference measures m_k in [0, 1]
-(`degradation_measures`): structure loss 1 - SSIM (luminance, Gaussian window sigma 1.5), contrast loss
-1 - s_d / s_r (luminance standard deviation), sharpness loss 1 - G_d / (c G_r) (mean absolute luminance gradient
-beyond what the contrast loss c = s_d / s_r explains) and colour loss 1 - C_d / (c C_r) (Hasler-Suesstrunk
-colourfulness, likewise), each ratio capped at 1. With d = 1.0 structure + 0.5 sharpness + 0.8 colour + 0.5
-contrast,
+(`degradation_measures`), each the share of a property of the pristine crop that the distortion lost:
+structure loss 1 - SSIM (luminance, Gaussian window sigma 1.5), contrast loss 1 - c with c the kept luminance
+standard deviation, sharpness loss for the mean absolute luminance gradient beyond what the contrast loss
+explains, and colour loss for the Hasler-Suesstrunk colourfulness of the locally averaged colours (the SSIM
+window: chroma grain, which JPEG and blur remove, is not colour), likewise beyond the contrast loss. A property
+x is kept as 1 - max(0, x_r - x_d) / max(x_r, k): the capped ratio x_d / x_r, except that on nearly flat
+content (x_r below a visibility floor k: 0.03 x 255 for the standard deviation and colourfulness, 0.02 x 255 for
+the gradient) a loss counts relative to k, so the invisible changes of a flat crop are not total losses. With
+d = 1.0 structure + 0.5 sharpness + 0.8 colour + 0.5 contrast,
 
     q = Q_WORST + (Q_PRISTINE - Q_WORST) / (1 + (d / 0.35) ** 1.5),     Q_PRISTINE = 4.6, Q_WORST = 1.3,
 
 (`quality_from_degradation`), so q = 4.6 for pristine crops and q falls as the damage grows; on each crop q is
-made strictly decreasing in the level of each distortion (q_l <= q_(l-1) - 0.02: very low JPEG qualities can
-measure slightly better than the next one). `true_quality(distortion, level)` is the nominal curve
-4.6 - 3.3 (l / 4) ** gamma (gamma 0.9 blur, 0.8 noise, 1.0 jpeg, 1.2 contrast, 1.4 colour) that earlier versions
-used as labels.
+made strictly decreasing in the level of each distortion (q_l <= q_m - 0.02 (l - m), m the next lower level
+labelled on the crop: very low JPEG qualities can measure slightly better than the next one).
+`true_quality(distortion, level)` is the nominal curve 4.6 - 3.3 (l / 4) ** gamma (gamma 0.9 blur, 0.8 noise,
+1.0 jpeg, 1.2 contrast, 1.4 colour) that earlier versions used as labels.
 
 **Ratings.** `num_raters` simulated raters each give an integer grade r = clip(round(q + b_j + e), 1, 5), with a
 fixed per-rater bias b_j ~ N(0, 0.25^2) and a per-rating error e ~ N(0, 0.6^2). `mos` is the mean of the ratings
@@ -77,6 +100,7 @@ SYNTHETIC_MOS_RANGE = (1.0, 5.0)
 Q_PRISTINE = 4.6
 Q_WORST = 1.3
 NUM_LEVELS = 4
+NATIVE = "native"  # a crop scale: crops at the photo's own resolution
 DISTORTIONS: dict[str, dict[str, Any]] = {
     "blur": {"parameters": (1.0, 1.8, 2.8, 4.0), "gamma": 0.9},
     "noise": {"parameters": (10.0, 20.0, 35.0, 55.0), "gamma": 0.8},
@@ -87,7 +111,7 @@ DISTORTIONS: dict[str, dict[str, Any]] = {
 RATER_BIAS_STD = 0.25
 RATING_ERROR_STD = 0.6
 _LUMA = np.array([0.299, 0.587, 0.114])
-_FORMAT_VERSION = 4  # bump whenever the images or scores a given set of arguments produces change
+_FORMAT_VERSION = 5  # bump whenever the images or scores a given set of arguments produces change
 
 __all__ = [
     "DISTORTIONS",
@@ -181,12 +205,20 @@ def apply_distortion(image: np.ndarray, distortion: str, level: int, rng: np.ran
         raise ValueError(f"unknown distortion {distortion!r}; expected one of {sorted(DISTORTIONS)}")
     if not 1 <= level <= NUM_LEVELS:
         raise ValueError(f"level={level} must be in 0..{NUM_LEVELS}")
-    parameter = DISTORTIONS[distortion]["parameters"][level - 1]
+    return distort(image, distortion, DISTORTIONS[distortion]["parameters"][level - 1], rng)
+
+
+def distort(image: np.ndarray, distortion: str, parameter: float, rng: np.random.Generator) -> np.ndarray:
+    """Applies `distortion` with its pixel-scale `parameter` (the table in the module docstring: blur std in
+    pixels, noise std on the 0-255 scale, JPEG quality, contrast alpha, colour beta) to an RGB uint8 image
+    (H, W, 3) of any size; returns uint8 of the same shape."""
+    if distortion not in DISTORTIONS:
+        raise ValueError(f"unknown distortion {distortion!r}; expected one of {sorted(DISTORTIONS)}")
     pixels = image.astype(np.float64)
     if distortion == "blur":
-        return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius=parameter)))
+        return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius=float(parameter))))
     if distortion == "noise":
-        pixels = pixels + rng.normal(0.0, parameter, size=pixels.shape)
+        pixels = pixels + rng.normal(0.0, float(parameter), size=pixels.shape)
     elif distortion == "jpeg":
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format="JPEG", quality=int(parameter))
@@ -250,30 +282,56 @@ def _gradient_energy_of(luminance: np.ndarray) -> float:
     return float(np.abs(np.diff(luminance, axis=0)).mean() + np.abs(np.diff(luminance, axis=1)).mean())
 
 
+def _smooth_channels(pixels: np.ndarray) -> np.ndarray:
+    """Each channel of a float image (H, W, 3) smoothed like the SSIM window (Gaussian std 1.5 px)."""
+    return np.stack([_gaussian_smooth(pixels[..., channel]) for channel in range(3)], axis=-1)
+
+
 def _colourfulness_of(pixels: np.ndarray) -> float:
     red_green = pixels[..., 0] - pixels[..., 1]
     yellow_blue = 0.5 * (pixels[..., 0] + pixels[..., 1]) - pixels[..., 2]
     return float(np.hypot(red_green.std(), yellow_blue.std()) + 0.3 * np.hypot(red_green.mean(), yellow_blue.mean()))
 
 
+VISIBLE_STD = 0.03 * 255.0
+VISIBLE_GRADIENT = 0.02 * 255.0
+VISIBLE_COLOURFULNESS = 0.03 * 255.0
+
+
 def degradation_measures(reference: np.ndarray, distorted: np.ndarray) -> dict[str, float]:
     """Full-reference degradation of `distorted` against `reference` (both RGB uint8 (H, W, 3)), each 0 (none)
-    to about 1 (total). With s the luminance standard deviation, G the mean absolute luminance gradient, C the
-    Hasler-Suesstrunk colourfulness and c = min(1, s_d / s_r) the kept contrast:
-    `structure` = 1 - SSIM of luminance, `contrast` = 1 - c, `sharpness` = 1 - min(1, G_d / (c G_r)) (gradient
-    lost beyond what the contrast loss explains), `colour` = 1 - min(1, C_d / (c C_r)) (likewise)."""
+    to 1 (total). With s the luminance standard deviation, G the mean absolute luminance gradient (rows plus
+    columns) and C the Hasler-Suesstrunk colourfulness, a property x kept by the distortion is
+
+        kept(x_d, x_r, k) = 1 - max(0, x_r - x_d) / max(x_r, k),
+
+    the ratio x_d / x_r capped at 1 whenever the pristine value x_r is at least the visibility floor k; on nearly
+    flat content (x_r < k) a loss counts only relative to k, so invisible changes of flat crops (blurring the grain
+    of a night sky) are not total losses. With c = kept(s_d, s_r, `VISIBLE_STD`) the kept contrast:
+    `structure` = 1 - SSIM of luminance, `contrast` = 1 - c, `sharpness` = 1 - kept(G_d, c G_r, `VISIBLE_GRADIENT`)
+    (gradient lost beyond what the contrast loss explains) and `colour` = 1 - kept(C_d, c C_r,
+    `VISIBLE_COLOURFULNESS`) (likewise), C measured on each image's channels smoothed like the SSIM window
+    (Gaussian std 1.5 px), so removing chroma grain is not a loss of colour."""
     ref, dist = reference.astype(np.float64), distorted.astype(np.float64)
     ref_luma, dist_luma = ref @ _LUMA, dist @ _LUMA
 
-    def kept(measured: float, pristine: float) -> float:
-        return float(min(1.0, measured / pristine)) if pristine > 1e-6 else 1.0
+    def kept(measured: float, pristine: float, floor: float) -> float:
+        return 1.0 - max(0.0, pristine - measured) / max(pristine, floor)
 
-    contrast_kept = max(kept(float(dist_luma.std()), float(ref_luma.std())), 1e-3)
+    contrast_kept = max(kept(float(dist_luma.std()), float(ref_luma.std()), VISIBLE_STD), 1e-3)
+    sharpness_kept = kept(
+        _gradient_energy_of(dist_luma), contrast_kept * _gradient_energy_of(ref_luma), VISIBLE_GRADIENT
+    )
+    colour_kept = kept(
+        _colourfulness_of(_smooth_channels(dist)),
+        contrast_kept * _colourfulness_of(_smooth_channels(ref)),
+        VISIBLE_COLOURFULNESS,
+    )
     return {
         "structure": max(0.0, 1.0 - _ssim(ref_luma, dist_luma)),
         "contrast": 1.0 - contrast_kept,
-        "sharpness": 1.0 - kept(_gradient_energy_of(dist_luma), contrast_kept * _gradient_energy_of(ref_luma)),
-        "colour": 1.0 - kept(_colourfulness_of(dist), contrast_kept * _colourfulness_of(ref)),
+        "sharpness": 1.0 - sharpness_kept,
+        "colour": 1.0 - colour_kept,
     }
 
 
@@ -327,10 +385,17 @@ def _crop_scores(crops: np.ndarray) -> np.ndarray:
     return gradient.argsort().argsort() + colourfulness.argsort().argsort()
 
 
-def _select_crops(photo: np.ndarray, size: int, count: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """`count` crops (size, size, 3) drawn from the better-scoring half of 8*count random candidates,
-    at most half overlapping pairwise where the photo allows it."""
+def _select_positions(
+    photo: np.ndarray, size: int, count: int, rng: np.random.Generator, textured: bool = True
+) -> list[tuple[int, int]]:
+    """Top-left corners of `count` crops (size, size) of `photo`. Textured: drawn from the better-scoring half of
+    8*count random candidates (`_crop_scores`), at most half overlapping pairwise where the photo allows it.
+    Otherwise uniformly random, as a test-time crop grid falls on flat and textured regions alike."""
     height, width = photo.shape[:2]
+    if not textured:
+        tops = rng.integers(0, height - size + 1, size=count)
+        lefts = rng.integers(0, width - size + 1, size=count)
+        return [(int(t), int(left)) for t, left in zip(tops, lefts, strict=True)]
     num_candidates = 8 * count
     tops = rng.integers(0, height - size + 1, size=num_candidates)
     lefts = rng.integers(0, width - size + 1, size=num_candidates)
@@ -351,17 +416,29 @@ def _select_crops(photo: np.ndarray, size: int, count: int, rng: np.random.Gener
             break
         if int(index) not in chosen:
             chosen.append(int(index))
-    return [_auto_level(candidates[i]) for i in chosen]
+    return [(int(tops[i]), int(lefts[i])) for i in chosen]
 
 
-def _auto_level(crop: np.ndarray) -> np.ndarray:
-    """Stretches the crop's 1st-99th luminance percentiles to 0-255 (all channels alike), so every pristine
-    crop uses the full range and lost contrast is visible in the pixels rather than confused with dim content."""
-    luminance = crop.astype(np.float64) @ _LUMA
+def _window(photo: np.ndarray, top: int, left: int, size: int, margin: int) -> np.ndarray:
+    """The crop at (top, left) with `margin` pixels of the photo around it on every side, (size + 2 margin)^2 x 3;
+    where the photo ends, its border is mirrored (`np.pad` "symmetric")."""
+    height, width = photo.shape[:2]
+    y0, y1 = top - margin, top + size + margin
+    x0, x1 = left - margin, left + size + margin
+    inside = photo[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+    pads = ((max(-y0, 0), max(y1 - height, 0)), (max(-x0, 0), max(x1 - width, 0)), (0, 0))
+    return np.pad(inside, pads, mode="symmetric") if any(a or b for a, b in pads[:2]) else inside.copy()
+
+
+def _auto_level(window: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Stretches the 1st-99th luminance percentiles of `reference` (default: the image itself) to 0-255 and
+    applies the same stretch to all of `window` (all channels alike), so every pristine crop uses the full range
+    and lost contrast is visible in the pixels rather than confused with dim content."""
+    luminance = (window if reference is None else reference).astype(np.float64) @ _LUMA
     low, high = np.percentile(luminance, [1, 99])
     if high - low < 1.0:
-        return crop
-    stretched = (crop.astype(np.float64) - low) * (255.0 / (high - low))
+        return window
+    stretched = (window.astype(np.float64) - low) * (255.0 / (high - low))
     return np.clip(np.rint(stretched), 0, 255).astype(np.uint8)
 
 
@@ -371,6 +448,42 @@ def _random_orientation_and_channels(crop: np.ndarray, rng: np.random.Generator)
     if rng.random() < 0.5:
         turned = turned[:, ::-1]
     return np.ascontiguousarray(turned[..., rng.permutation(3)])
+
+
+def _crop_groups(
+    crop_scales: Sequence[float | str], textured: int, random_native: int
+) -> list[tuple[float | str, bool, int]]:
+    """(scale, textured, count) of each group of crops of one photo: `textured` crops shared out between the
+    scales (the first `textured % len(crop_scales)` get one more), then `random_native` random native crops."""
+    groups: list[tuple[float | str, bool, int]] = [
+        (scale, True, textured // len(crop_scales) + (index < textured % len(crop_scales)))
+        for index, scale in enumerate(crop_scales)
+    ]
+    return [*groups, (NATIVE, False, random_native)]
+
+
+def _cut_windows(
+    photo: np.ndarray,
+    size: int,
+    groups: Sequence[tuple[float | str, bool, int]],
+    context: int,
+    auto_level: bool,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """The windows (`_window`: crop plus `context` pixels on every side) of a photo's crops, group by group
+    (`_crop_groups`): at scale s the photo is resized to a short side of s * size, at `NATIVE` it is kept as it
+    is; textured groups pick their positions with `_select_positions`, the others uniformly."""
+    windows = []
+    for scale, textured, count in groups:
+        if not count:
+            continue
+        resized = photo if scale == NATIVE else _resize_short_side(photo, round(float(scale) * size))
+        for top, left in _select_positions(resized, size, count, rng, textured=textured):
+            window = _window(resized, top, left, size, context)
+            if auto_level:
+                window = _auto_level(window, window[context : context + size, context : context + size])
+            windows.append(window)
+    return windows
 
 
 def random_orientation_and_channels(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -384,13 +497,9 @@ def cut_source_crops(
 ) -> list[np.ndarray]:
     """`count` auto-levelled, textured, colourful crops (image_size, image_size, 3) of an RGB photo, shared out
     between the resizings of the photo to a short side of `scale * image_size` for each of `crop_scales` (the
-    first `count % len(crop_scales)` scales get one more), exactly as `build_synthetic_dataset` cuts them."""
-    crops: list[np.ndarray] = []
-    for scale_index, scale in enumerate(crop_scales):
-        scale_count = count // len(crop_scales) + (scale_index < count % len(crop_scales))
-        resized = _resize_short_side(photo, round(scale * image_size))
-        crops += _select_crops(resized, image_size, scale_count, rng) if scale_count else []
-    return crops
+    first `count % len(crop_scales)` scales get one more): `build_synthetic_dataset`'s textured crops with
+    `auto_level=True`, without context (the crops `training/pretrain_clip.py` learns from)."""
+    return _cut_windows(photo, image_size, _crop_groups(crop_scales, count, 0), 0, True, rng)
 
 
 # --- the dataset --------------------------------------------------------------------------------------
@@ -428,7 +537,11 @@ def build_synthetic_dataset(
     image_size: int = 64,
     seed: int = 0,
     crops_per_source: int = 10,
-    crop_scales: Sequence[float] = (2.0, 4.0, 8.0),
+    crop_scales: Sequence[float | str] = (2.0, 4.0, 8.0, NATIVE),
+    random_native_crops: int = 8,
+    context: int = 16,
+    auto_level: bool = False,
+    train_conditions: int | None = 4,
     num_raters: int = 25,
     num_val_sources: int = 1,
     num_test_sources: int = 2,
@@ -444,9 +557,21 @@ def build_synthetic_dataset(
             `None` builds in memory.
         image_size: Side of the square crops in pixels.
         seed: Seeds the split, crop positions, noise and ratings; equal arguments give identical datasets.
-        crops_per_source: Crops per photo; each gives 1 + 5 * 4 = 21 images.
-        crop_scales: The photo is resized to a short side of `scale * image_size` for each scale and the crops
-            are shared out between the scales (more scales: more varied content per photo).
+        crops_per_source: Textured crops per held-out photo, shared out between `crop_scales` (the first
+            `crops_per_source % len(crop_scales)` scales get one more); each gives 1 + 5 * 4 = 21 images.
+        crop_scales: Where the textured crops are cut: a number s resizes the photo to a short side of
+            `s * image_size`, `"native"` (`NATIVE`) keeps the photo's own resolution.
+        random_native_crops: Further crops per held-out photo at its own resolution and uniformly random
+            positions (flat regions included), like the crops a test-time crop grid cuts from a photo.
+        context: Pixels of the photo kept around each crop while it is distorted (blur and JPEG see the crop's
+            surroundings, and the JPEG grid falls anywhere on the crop); 0 distorts the bare crop.
+        auto_level: Stretch every crop's 1st-99th luminance percentiles to 0-255 before distorting it (the
+            format-4 data). Off by default: a model that scores the crops of a photo as it is must learn from
+            crops as they are.
+        train_conditions: Each training crop appears pristine and with this many of the 20 (distortion, level)
+            conditions drawn at random (not all 20), and each training photo gives 21 / (1 + train_conditions)
+            times as many crops (counts rounded): about as many training images, several times the content.
+            `None`: every condition, like validation and test.
         num_raters: Simulated raters per image.
         num_val_sources, num_test_sources: Photos held out for validation and test.
         distortions: The distortion types to include (default: all five, in `DISTORTIONS` order).
@@ -468,23 +593,37 @@ def build_synthetic_dataset(
     unknown = sorted(set(distortions) - set(DISTORTIONS))
     if unknown or not distortions:
         raise ValueError(f"distortions={distortions}; expected a non-empty subset of {list(DISTORTIONS)}")
+    if not crop_scales or not all(
+        scale == NATIVE or (isinstance(scale, (int, float)) and scale >= 1) for scale in crop_scales
+    ):
+        raise ValueError(
+            f"crop_scales={list(crop_scales)} must be non-empty, each a number >= 1 (the crop must fit) or {NATIVE!r}"
+        )
     parameters = {
         "format_version": _FORMAT_VERSION,
         "distortions": [kind for kind in DISTORTIONS if kind in distortions],
         "image_size": int(image_size),
         "seed": int(seed),
         "crops_per_source": int(crops_per_source),
-        "crop_scales": [float(scale) for scale in crop_scales],
+        "crop_scales": [scale if scale == NATIVE else float(scale) for scale in crop_scales],
+        "random_native_crops": int(random_native_crops),
+        "context": int(context),
+        "auto_level": bool(auto_level),
+        "train_conditions": None if train_conditions is None else int(train_conditions),
         "num_raters": int(num_raters),
         "num_val_sources": int(num_val_sources),
         "num_test_sources": int(num_test_sources),
     }
     if test_sources is not None:  # only then: the cache keys of the other datasets stay as they were
         parameters["test_sources"] = sorted({str(name) for name in test_sources})
-    if not crop_scales or min(crop_scales) < 1:
-        raise ValueError(f"crop_scales={list(crop_scales)} must be non-empty and >= 1 (the crop must fit)")
-    if image_size < 8 or crops_per_source < 1 or num_raters < 2:
-        raise ValueError(f"need image_size >= 8, crops_per_source >= 1 and num_raters >= 2, got {parameters}")
+    if image_size < 8 or crops_per_source < 1 or num_raters < 2 or random_native_crops < 0 or context < 0:
+        raise ValueError(
+            "need image_size >= 8, crops_per_source >= 1, num_raters >= 2, random_native_crops >= 0 and "
+            f"context >= 0, got {parameters}"
+        )
+    num_conditions = 1 + NUM_LEVELS * len(parameters["distortions"])
+    if train_conditions is not None and not 1 <= train_conditions <= num_conditions - 1:
+        raise ValueError(f"train_conditions={train_conditions} must be in 1..{num_conditions - 1} (or None)")
     cache_key = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16]
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -521,21 +660,43 @@ def build_synthetic_dataset(
     for split, names in split_sources.items():
         rows: dict[str, list[Any]] = {key: [] for key in features}
         for name in names:
-            crops = cut_source_crops(photos[name], image_size, crops_per_source, parameters["crop_scales"], rng)
-            for crop_index, crop in enumerate(crops):
+            # Training photos give more crops when each crop is shown in fewer conditions (`train_conditions`).
+            factor = len(conditions) / (1 + train_conditions) if split == "train" and train_conditions else 1.0
+            windows = _cut_windows(
+                photos[name],
+                image_size,
+                _crop_groups(
+                    parameters["crop_scales"], round(crops_per_source * factor), round(random_native_crops * factor)
+                ),
+                context,
+                auto_level,
+                rng,
+            )
+            for crop_index, window in enumerate(windows):
                 if split == "train":  # more varied content for the few training photos; labels are measured anyway
-                    crop = _random_orientation_and_channels(crop, rng)
-                previous_quality = Q_PRISTINE
-                for distortion, level in conditions:
-                    distorted = apply_distortion(crop, distortion, level, rng)
+                    window = _random_orientation_and_channels(window, rng)
+                # A random 0-7 pixel shift of the window puts the 8x8 JPEG grid anywhere on the crop, as on the
+                # crops a test-time grid cuts from a compressed photo.
+                shift = (int(rng.integers(0, min(8, context + 1))), int(rng.integers(0, min(8, context + 1))))
+                window = window[shift[0] :, shift[1] :]
+                inner = (slice(context - shift[0], context - shift[0] + image_size),) * 2
+                crop = window[inner]
+                chosen = conditions
+                if split == "train" and train_conditions is not None:
+                    picks = np.sort(rng.choice(len(conditions) - 1, size=train_conditions, replace=False)) + 1
+                    chosen = [conditions[0]] + [conditions[int(i)] for i in picks]
+                previous: dict[str, tuple[int, float]] = {}  # distortion -> (level, quality) last labelled
+                for distortion, level in chosen:
+                    distorted = np.ascontiguousarray(apply_distortion(window, distortion, level, rng)[inner])
                     quality = Q_PRISTINE
                     if level:
                         # A stronger setting of the same distortion never scores better on the same crop (very low
                         # JPEG qualities can measure slightly better than the next-higher one).
                         quality = measured_quality(crop, distorted)
-                        if level > 1:
-                            quality = min(quality, previous_quality - MONOTONE_MARGIN)
-                        previous_quality = quality
+                        if distortion in previous:  # the last lower level of this distortion labelled on the crop
+                            last_level, last_quality = previous[distortion]
+                            quality = min(quality, last_quality - MONOTONE_MARGIN * (level - last_level))
+                        previous[distortion] = (level, quality)
                     rows["image"].append(Image.fromarray(distorted))
                     rows["source"].append(name)
                     rows["crop"].append(crop_index)
