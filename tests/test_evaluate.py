@@ -78,6 +78,14 @@ def test_evaluation_command_writes_results_plot_and_predictions(
     with (out / "predictions_validation_crops.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 23 and list(rows[0])[:3] == ["name", "mos", "prediction"] and "p_perfect" in rows[0]
+    # The synthetic set has the simulated raters' mos_std: the spread metric is measured, from the CSV's columns.
+    from scipy.stats import spearmanr
+
+    test_metrics = results["results"][1]["metrics"]
+    with (out / "predictions_test_crops.csv").open() as handle:
+        test_rows = list(csv.DictReader(handle))
+    expected = spearmanr([float(r["grade_std"]) for r in test_rows], [float(r["mos_std"]) for r in test_rows])
+    assert math.isclose(test_metrics["spread_srcc"], expected.statistic, abs_tol=1e-6)
     assert math.isclose(sum(float(rows[0][f"p_{g}"]) for g in ("bad", "poor", "fair", "good", "perfect")), 1.0,
                         abs_tol=1e-4)  # fmt: skip
 
@@ -161,3 +169,24 @@ def test_run_splits_trains_each_split_and_tabulates(tmp_path: Path) -> None:
     (out / "split_1" / "history.json").unlink()
     assert main(["--splits", "1-2", "--output_dir", str(out), "--", *flags]) == 0
     assert not (out / "split_1" / "history.json").exists()
+
+
+def test_spread_metric_is_the_rank_correlation_of_predicted_spread_and_rater_disagreement() -> None:
+    from training.results import SPREAD_METRIC, Predictions, spread_metrics
+
+    rng = np.random.default_rng(0)
+    disagreement = rng.uniform(0.2, 1.2, 60)
+
+    def predictions(spread, mos_std=disagreement) -> Predictions:
+        return Predictions(np.zeros(60), np.zeros(60), np.zeros((60, 5)), grade_std=spread, mos_std=mos_std)
+
+    tracking = disagreement + rng.normal(0, 0.02, 60)
+    assert spread_metrics(predictions(tracking))[SPREAD_METRIC] > 0.95
+    assert spread_metrics(predictions(-tracking))[SPREAD_METRIC] < -0.95  # the sign is reported, not folded
+    assert abs(spread_metrics(predictions(rng.permutation(tracking)))[SPREAD_METRIC]) < 0.35
+    # Monotone maps of the spread do not change it (a rank correlation).
+    assert spread_metrics(predictions(np.exp(3 * tracking)))[SPREAD_METRIC] == pytest.approx(
+        spread_metrics(predictions(tracking))[SPREAD_METRIC]
+    )
+    assert spread_metrics(predictions(tracking, mos_std=None)) == {}  # no rater spread: no metric
+    assert spread_metrics(predictions(np.ones(60))) == {}  # a constant spread ranks nothing

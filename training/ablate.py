@@ -29,7 +29,9 @@ distribution p_1..p_K is multimodal when some grade j has a higher grade on both
 (The softmax of the similarities for the baseline, the GRM probabilities for AGQG, which cannot be multimodal by
 construction; for multi-view protocols the distribution of the whole-image view, as `training.evaluation`
 reports it.) The paired difference AGQG - softmax per split is summarised by its mean and a 95% t-interval,
-mean ± t_{0.975, n-1} s / sqrt(n) over the n paired splits.
+mean ± t_{0.975, n-1} s / sqrt(n) over the n paired splits. Where the data has `mos_std` (the synthetic set's
+simulated raters do), the **spread SRCC** column is the Spearman correlation of the predicted `grade_std` with
+`mos_std` on the test part: whether the grade distribution is wider where raters disagree more.
 
 Outputs in `--output_dir`: one train() folder per run (`split_<s>/<host>_<grading>/`), `ablation.json` (every run
 and the summary), `ablation.md` (the tables), `plots/<host>_metrics.png` and `plots/<host>_grade_distributions.png`.
@@ -57,12 +59,12 @@ import numpy as np
 
 from training.hosts import GRADINGS, load_host
 from training.options import CONFIG_DIR, SYNTHETIC, load_yaml_mapping, resolve_options
-from training.results import EVAL_RESULTS_FILE
+from training.results import EVAL_RESULTS_FILE, SPREAD_METRIC
 from training.train import train
 
 DEFAULT_DRIFT_TOLERANCE = 1e-3
 REPORTED_METRICS = ("srcc", "plcc", "krcc")
-SUMMARY_METRICS = (*REPORTED_METRICS, "drift")
+SUMMARY_METRICS = (*REPORTED_METRICS, "drift", SPREAD_METRIC)
 GRID_KEYS = ("hosts", "gradings", "splits", "seed", "drift_tolerance", "num_threads", "options", "host_options")
 TEST_PART = "test"
 GRID_DIR = CONFIG_DIR / "ablation"
@@ -173,6 +175,8 @@ def run_record(run_dir: Path, drift_tolerance: float) -> dict[str, Any]:
     return {
         **metrics,
         "drift": semantic_drift_fraction(predicted["grade_probs"], drift_tolerance),
+        # Spearman of the predicted grade_std with the raters' mos_std (NaN where the data has no mos_std).
+        SPREAD_METRIC: _number(tested["metrics"].get(SPREAD_METRIC)),
         "test_images": tested["num_images"],
         "grade_names": predicted["grade_names"],
         "scores": predicted["scores"].tolist(),
@@ -223,15 +227,20 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         entry: dict[str, Any] = {}
         for grading, runs in by_grading.items():
             if runs:
-                entry[grading] = {m: mean_std([r[m] for r in runs.values()]) for m in SUMMARY_METRICS}
+                entry[grading] = {m: mean_std([r.get(m) for r in runs.values()]) for m in SUMMARY_METRICS}
         paired = sorted(set(by_grading["softmax"]) & set(by_grading["agqg"]))
         if paired:
             entry["difference"] = {
-                m: paired_difference([by_grading["agqg"][s][m] - by_grading["softmax"][s][m] for s in paired])
-                for m in SUMMARY_METRICS
+                m: paired_difference([_paired(by_grading, s, m) for s in paired]) for m in SUMMARY_METRICS
             }
         summary[host] = entry
     return summary
+
+
+def _paired(by_grading: Mapping[str, Mapping[str, Mapping[str, Any]]], split: str, metric: str) -> float:
+    """AGQG - softmax of one metric on one split (NaN where either lacks it)."""
+    values = [by_grading[g][split].get(metric) for g in ("agqg", "softmax")]
+    return math.nan if any(v is None for v in values) else float(values[0]) - float(values[1])
 
 
 def _cell(stats: Mapping[str, float] | None) -> str:
@@ -252,8 +261,8 @@ def markdown_tables(summary: Mapping[str, Any]) -> str:
     """Two tables: per host and grading the metrics (mean ± std over splits); per host the paired differences
     AGQG - softmax with their 95% t-intervals."""
     lines = [
-        "| host | grading | SRCC | PLCC | KRCC | drift |",
-        "|---|---|---|---|---|---|",
+        "| host | grading | SRCC | PLCC | KRCC | drift | spread SRCC |",
+        "|---|---|---|---|---|---|---|",
     ]
     for host, entry in summary.items():
         for grading in GRADINGS:
@@ -263,8 +272,9 @@ def markdown_tables(summary: Mapping[str, Any]) -> str:
                 lines.append(f"| {host} | {grading} | {cells} |")
     lines += [
         "",
-        "| host | splits | ΔSRCC [95% CI] | ΔPLCC [95% CI] | ΔKRCC [95% CI] | Δdrift [95% CI] |",
-        "|---|---|---|---|---|---|",
+        "| host | splits | ΔSRCC [95% CI] | ΔPLCC [95% CI] | ΔKRCC [95% CI] | Δdrift [95% CI] "
+        "| Δspread SRCC [95% CI] |",
+        "|---|---|---|---|---|---|---|",
     ]
     for host, entry in summary.items():
         difference = entry.get("difference")
@@ -423,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 records.append(record)
                 print(
                     f"{label}: SRCC {record['srcc']:.4f} PLCC {record['plcc']:.4f} KRCC {record['krcc']:.4f} "
-                    f"drift {record['drift']:.3f}",
+                    f"drift {record['drift']:.3f} spread SRCC {record[SPREAD_METRIC]:+.4f}",
                     flush=True,
                 )
     elapsed = time.perf_counter() - started
@@ -437,7 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown += (
         "\nMean ± sample std over splits; Δ = AGQG - softmax per split, mean and 95% t-interval over the paired "
         "splits; drift = share of test images with a multimodal grade distribution "
-        f"(tolerance {grid.drift_tolerance:g})."
+        f"(tolerance {grid.drift_tolerance:g}); spread SRCC = Spearman of the predicted grade_std with the raters' "
+        "mos_std on the test part (n/a without mos_std)."
     )
     if failed:
         markdown += "\n\nFailed:\n" + "".join(f"- {json.dumps(f)}\n" for f in failed)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -42,6 +43,7 @@ from training.results import (
     format_metrics,
     metrics_for,
     save_scatter_plot,
+    spread_metrics,
     write_eval_results,
     write_predictions_csv,
 )
@@ -53,15 +55,18 @@ def has_whole_image_view(protocol: Any) -> bool:
     return protocol.scheme in ("resize", "ipce") or bool(protocol.include_resized)
 
 
-def score_batch(model: Any, batch: dict[str, Any], protocol: Any, num_views: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores of a batch of B images (B*V views, or B cached embeddings) and their grade distributions.
+def score_batch(
+    model: Any, batch: dict[str, Any], protocol: Any, num_views: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores of a batch of B images (B*V views, or B cached embeddings), their grade distributions and spreads.
 
     The vision tower runs once; `score_image_embeds` then combines each image's views with the protocol's rule,
     exactly as `model(pixel_values, num_views=V)` does, and, where the protocol has a whole-image view, gives
     that view's grade distribution on its own (a mean over crops would mix their modes).
 
     Returns:
-        scores (B,) float32 and grade_probs (B, K) float32.
+        scores (B,), grade_probs (B, K) and grade_std (B,: the spread of the combined distribution, the pipeline's
+        `grade_std`), float32.
     """
     inputs = model_inputs(batch)
     embeds = inputs.pop("image_embeds", None)
@@ -73,7 +78,7 @@ def score_batch(model: Any, batch: dict[str, Any], protocol: Any, num_views: int
     if num_views > 1 and has_whole_image_view(protocol):
         whole = model.score_image_embeds(embeds[num_views - 1 :: num_views], num_views=1, **prompts)
         grade_probs = whole.grade_probs
-    return output.score.float(), grade_probs.float()
+    return output.score.float(), grade_probs.float(), output.grade_std.float()
 
 
 @torch.no_grad()
@@ -101,18 +106,19 @@ def predict(
     """
     device = next(model.parameters()).device
     main_process = accelerator is None or accelerator.is_local_main_process
-    scores, probs, references = [], [], []
+    scores, probs, spreads, references = [], [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=disable_tqdm or not main_process):
         if accelerator is None:
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
-            batch_scores, batch_probs = score_batch(model, batch, protocol, num_views)
-        gathered = (batch_scores, batch_probs, batch["labels"].float())
+            batch_scores, batch_probs, batch_spreads = score_batch(model, batch, protocol, num_views)
+        gathered = (batch_scores, batch_probs, batch_spreads, batch["labels"].float())
         if accelerator is not None:
             gathered = accelerator.gather_for_metrics(gathered)
         scores.append(gathered[0].cpu())
         probs.append(gathered[1].cpu())
-        references.append(gathered[2].cpu())
+        spreads.append(gathered[2].cpu())
+        references.append(gathered[3].cpu())
     if not scores:
         raise ValueError(f"{desc}: no images to evaluate")
     return Predictions(
@@ -120,6 +126,7 @@ def predict(
         mos=torch.cat(references).numpy(),
         grade_probs=torch.cat(probs).numpy(),
         grade_names=list(model.config.grade_names),
+        grade_std=torch.cat(spreads).numpy(),
     )
 
 
@@ -151,6 +158,8 @@ def evaluate_dataset(
     )
     names = dataset["name"] if "name" in dataset.column_names else [str(i) for i in range(len(dataset))]
     predictions.names = [str(name) for name in names]
+    if "mos_std" in dataset.column_names:  # rater disagreement: the spread metric (results.spread_metrics)
+        predictions.mos_std = np.asarray(dataset["mos_std"], dtype=np.float64)
     return predictions
 
 
@@ -194,7 +203,7 @@ def evaluate_parts(
             disable_tqdm=disable_tqdm,
         )
         predictions_by_part[part] = predictions
-        metrics = metrics_for(predictions.scores, predictions.mos)
+        metrics = {**metrics_for(predictions.scores, predictions.mos), **spread_metrics(predictions)}
         label = f"split {split} {part}" if split else part
         entry = eval_result_entry(dataset_name, label, len(predictions.scores), metrics)
         entries.append({**entry, "note": note} if note else entry)

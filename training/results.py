@@ -34,6 +34,9 @@ class Predictions:
             has one (the last view; a mean over crops would mix their modes), else the combined one.
         names: (N,) the images' names (the dataset's `name` column, else the row numbers).
         grade_names: the K grade names.
+        grade_std: (N,) the spread of each image's combined grade distribution on the score scale (the model's
+            `grade_std`), or None.
+        mos_std: (N,) the raters' standard deviation of each image (the dataset's `mos_std` column), or None.
     """
 
     scores: np.ndarray
@@ -41,6 +44,8 @@ class Predictions:
     grade_probs: np.ndarray
     names: list[str] = field(default_factory=list)
     grade_names: list[str] = field(default_factory=list)
+    grade_std: np.ndarray | None = None
+    mos_std: np.ndarray | None = None
 
 
 def metrics_for(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
@@ -62,9 +67,31 @@ def metrics_for(predictions: np.ndarray, references: np.ndarray) -> dict[str, fl
     return {name: float(computed[name]) for name in METRIC_NAMES}
 
 
+SPREAD_METRIC = "spread_srcc"
+"""Spearman correlation of the predicted spread (`grade_std`) with the raters' `mos_std`: how well the grade
+distribution's width predicts rater disagreement (positive = wider where raters disagree more)."""
+
+
+def spread_metrics(predictions: Predictions) -> dict[str, float]:
+    """`{SPREAD_METRIC: Spearman(grade_std, mos_std)}` when both are known for at least `MIN_IMAGES_FOR_METRICS`
+    images with some variation in each, else `{}` (a dataset without `mos_std` has no such metric)."""
+    from scipy.stats import spearmanr
+
+    if predictions.grade_std is None or predictions.mos_std is None:
+        return {}
+    spread, disagreement = np.asarray(predictions.grade_std, float), np.asarray(predictions.mos_std, float)
+    known = np.isfinite(spread) & np.isfinite(disagreement)
+    if known.sum() < MIN_IMAGES_FOR_METRICS or np.ptp(spread[known]) == 0 or np.ptp(disagreement[known]) == 0:
+        return {}
+    return {SPREAD_METRIC: float(spearmanr(spread[known], disagreement[known]).statistic)}
+
+
 def format_metrics(metrics: dict[str, float]) -> str:
-    """`SRCC 0.8123 KRCC ... RMSE ...` for logs."""
-    return "  ".join(f"{name.upper()} {metrics[name]:.4f}" for name in METRIC_NAMES)
+    """`SRCC 0.8123 KRCC ... RMSE ...` (and the spread SRCC when measured) for logs."""
+    text = "  ".join(f"{name.upper()} {metrics[name]:.4f}" for name in METRIC_NAMES)
+    if SPREAD_METRIC in metrics:
+        text += f"  spread-vs-mos_std SRCC {metrics[SPREAD_METRIC]:+.4f}"
+    return text
 
 
 def save_scatter_plot(
@@ -94,17 +121,29 @@ def save_scatter_plot(
 
 
 def write_predictions_csv(path: str | Path, predictions: Predictions) -> Path:
-    """Per-image predictions: `name, mos, prediction, p_<grade> ...` (the grade distribution of `Predictions`)."""
+    """Per-image predictions: `name, mos, prediction, [grade_std,] [mos_std,] p_<grade> ...` (the grade
+    distribution of `Predictions`; the spread columns where known)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = predictions.names or [str(i) for i in range(len(predictions.scores))]
+    count = len(predictions.scores)
+    names = predictions.names or [str(i) for i in range(count)]
+    spreads = {
+        column: values
+        for column, values in (("grade_std", predictions.grade_std), ("mos_std", predictions.mos_std))
+        if values is not None
+    }
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["name", "mos", "prediction", *(f"p_{grade}" for grade in predictions.grade_names)])
-        for name, mos, score, probs in zip(
-            names, predictions.mos, predictions.scores, predictions.grade_probs, strict=True
-        ):
-            writer.writerow([name, f"{mos:.6g}", f"{score:.8g}", *(f"{p:.6g}" for p in probs)])
+        grade_columns = [f"p_{grade}" for grade in predictions.grade_names]
+        writer.writerow(["name", "mos", "prediction", *spreads, *grade_columns])
+        for index in range(count):
+            writer.writerow([
+                names[index],
+                f"{predictions.mos[index]:.6g}",
+                f"{predictions.scores[index]:.8g}",
+                *(f"{values[index]:.8g}" for values in spreads.values()),
+                *(f"{p:.6g}" for p in predictions.grade_probs[index]),
+            ])  # fmt: skip
     return path
 
 
@@ -114,7 +153,7 @@ def eval_result_entry(dataset: str, split: str, num_images: int, metrics: dict[s
         "dataset": dataset,
         "split": split,
         "num_images": int(num_images),
-        "metrics": {name: float(metrics[name]) for name in METRIC_NAMES},
+        "metrics": {name: float(metrics[name]) for name in (*METRIC_NAMES, SPREAD_METRIC) if name in metrics},
     }
 
 
