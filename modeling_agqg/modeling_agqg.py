@@ -963,8 +963,10 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             return
         save_directory = Path(save_directory)
         for filename in REMOTE_CODE_FILES:
-            # Contents only: the copy is a new file with the user's umask, as every other file here (shutil.copy
-            # would give it the mode of the installed source file).
+            # Contents only, into a new file: it gets the user's umask, as every other file here (shutil.copy
+            # would give it the mode of the installed source file, and so does transformers 4.x's own copy of the
+            # auto_map files, which copyfile into the existing file would keep).
+            (save_directory / filename).unlink(missing_ok=True)
             shutil.copyfile(Path(__file__).with_name(filename), save_directory / filename)
         (self.image_processor or self.default_image_processor()).save_pretrained(save_directory)
         if self.tokenizer is not None:

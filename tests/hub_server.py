@@ -926,6 +926,18 @@ def use_hub_server(monkeypatch: Any, server: HubServer, hf_home: str | os.PathLi
     )
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub_constants, "HF_HUB_DISABLE_XET", True)
+    # huggingface_hub 0.x (under transformers 4.x) also copies the URL template into `file_download` at import, and
+    # transformers 4.x copies the offline flag into `transformers.utils.hub`: patch those copies where they exist.
+    import huggingface_hub.file_download as hub_file_download
+
+    if hasattr(hub_file_download, "HUGGINGFACE_CO_URL_TEMPLATE"):
+        monkeypatch.setattr(hub_file_download, "HUGGINGFACE_CO_URL_TEMPLATE", hub_constants.HUGGINGFACE_CO_URL_TEMPLATE)
+    try:
+        import transformers.utils.hub as transformers_hub
+    except ImportError:
+        transformers_hub = None
+    if transformers_hub is not None and hasattr(transformers_hub, "_is_offline_mode"):
+        monkeypatch.setattr(transformers_hub, "_is_offline_mode", False)
     # fsspec reuses HfFileSystem instances made with the same arguments, which would keep an earlier endpoint.
     HfFileSystem.clear_instance_cache()
     # huggingface_hub's module-level functions (`upload_file`, `create_repo`, ...) are methods of one HfApi made at

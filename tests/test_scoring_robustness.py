@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import transformers
 from conftest import make_tiny_model
 from PIL import Image
 
@@ -668,7 +669,8 @@ def test_quiet_and_tqdm_disable_hide_every_bar(
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     assert main(command + ["--overwrite"]) == 0
     loud = capsys.readouterr().err
-    assert "Loading weights" in loud and "img/s" in loud  # the bars this test expects to disappear
+    # The bars this test expects to disappear (transformers 4.x shows no weight-loading bar).
+    assert "img/s" in loud and ("Loading weights" in loud or transformers.__version__.startswith("4."))
     if how == "--quiet":
         command.append("--quiet")
     else:
