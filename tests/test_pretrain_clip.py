@@ -48,7 +48,11 @@ class _GuardedPhotos(dict):
 @pytest.fixture(scope="module")
 def pairs() -> pc.PretrainingPairs:
     return pc.build_pretraining_pairs(
-        image_size=8, crops_per_photo=2, combined_per_crop=2, photos=_GuardedPhotos(available_source_photos())
+        image_size=8,
+        crops_per_photo=2,
+        random_native_crops=0,
+        combined_per_crop=2,
+        photos=_GuardedPhotos(available_source_photos()),
     )
 
 
@@ -66,7 +70,9 @@ def test_held_out_photos_never_enter_pretraining(pairs: pc.PretrainingPairs) -> 
     assert pairs.images.shape[1:] == (8, 8, 3) and pairs.images.dtype == np.uint8
     assert np.array_equal(np.bincount(pairs.crop_ids), np.full(len(set(pairs.sources)) * 2, per_crop))
     # Other held-out lists are honoured too.
-    other = pc.build_pretraining_pairs(image_size=8, crops_per_photo=1, combined_per_crop=0, held_out_photos=["rocket"])
+    other = pc.build_pretraining_pairs(
+        image_size=8, crops_per_photo=1, random_native_crops=1, combined_per_crop=0, held_out_photos=["rocket"]
+    )
     assert "rocket" not in other.sources and "astronaut" in other.sources
 
 

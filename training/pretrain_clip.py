@@ -14,10 +14,12 @@ with the input size, mean and std used in pretraining): `AGQGForImageQualityAsse
 quickstart learns them best from 16 px crops in 2-pixel patches. Build the synthetic dataset at the same size.
 
 **Pairs.** The photographs of `training.synthetic` (scikit-image and matplotlib samples) except
-`HELD_OUT_PHOTOS`, whose pixels are never read: `crops_per_photo` crops per photo, cut like the synthetic dataset's
-(same sizes, scales, auto-levelling, one random orientation and channel permutation per crop), each kept pristine,
-with every distortion type at levels 1..4 and with `combined_per_crop` random pairs of two different distortion
-types applied one after the other. The quality q of each image is *measured* against its pristine crop
+`HELD_OUT_PHOTOS`, whose pixels are never read: `crops_per_photo` textured and `random_native_crops` random crops
+per photo, cut and distorted like the synthetic dataset's training crops (`training.synthetic.cut_crop_windows`:
+same sizes and scales, native-resolution crops, the photo around each crop while it is distorted, one random
+orientation and channel permutation per crop), each kept pristine, with every distortion type at levels 1..4 and
+with `combined_per_crop` random pairs of two different distortion types applied one after the other. The quality
+q of each image is *measured* against its pristine crop
 (`training.synthetic.measured_quality`, 4.6 pristine .. 1.3 worst; made strictly decreasing in the level of a
 single distortion, as in the synthetic dataset).
 
@@ -86,17 +88,17 @@ import torch
 import torch.nn.functional as F
 
 from training.synthetic import (
+    DEFAULT_CROP_SCALES,
     DISTORTIONS,
     MONOTONE_MARGIN,
+    NATIVE,
     NUM_LEVELS,
     Q_PRISTINE,
     Q_WORST,
     RATING_ERROR_STD,
-    apply_distortion,
     available_source_photos,
-    cut_source_crops,
+    cut_crop_windows,
     measured_quality,
-    random_orientation_and_channels,
 )
 
 logger = logging.getLogger(__name__)
@@ -175,9 +177,13 @@ class PretrainClipArguments:
     num_layers: int = field(default=2, metadata={"help": "depth of both towers"})
     num_heads: int = field(default=2, metadata={"help": "attention heads of both towers"})
     projection_dim: int = field(default=64, metadata={"help": "joint embedding size"})
-    crops_per_photo: int = field(default=60, metadata={"help": "crops cut from each pretraining photo"})
-    crop_scales: list[float] = field(
-        default_factory=lambda: [2.0, 4.0, 8.0], metadata={"help": "short side of the resized photo / image_size"}
+    crops_per_photo: int = field(default=48, metadata={"help": "textured crops cut from each pretraining photo"})
+    random_native_crops: int = field(
+        default=12, metadata={"help": "further crops per photo at its own resolution and random positions"}
+    )
+    crop_scales: list[str] = field(
+        default_factory=lambda: [str(scale) for scale in DEFAULT_CROP_SCALES],
+        metadata={"help": "short side of the resized photo / image_size, or 'native'"},
     )
     combined_per_crop: int = field(default=8, metadata={"help": "images per crop with two distortions"})
     family_weights: list[float] = field(
@@ -245,8 +251,9 @@ class PretrainingPairs:
 def build_pretraining_pairs(
     *,
     image_size: int = 16,
-    crops_per_photo: int = 60,
-    crop_scales: Sequence[float] = (2.0, 4.0, 8.0),
+    crops_per_photo: int = 48,
+    random_native_crops: int = 12,
+    crop_scales: Sequence[float | str] = DEFAULT_CROP_SCALES,
     combined_per_crop: int = 8,
     held_out_photos: Sequence[str] = HELD_OUT_PHOTOS,
     seed: int = 0,
@@ -256,15 +263,18 @@ def build_pretraining_pairs(
 
     Args:
         image_size: Crop side S in pixels.
-        crops_per_photo: Crops per photo, shared out between `crop_scales` as in `training.synthetic`.
-        crop_scales: Short side of the resized photo in units of `image_size`.
+        crops_per_photo: Textured crops per photo, shared out between `crop_scales` as in `training.synthetic`.
+        random_native_crops: Further crops per photo at its own resolution and random positions.
+        crop_scales: Short side of the resized photo in units of `image_size`, or `"native"`.
         combined_per_crop: Images per crop with two different distortion types (each at a random level 1..4).
         held_out_photos: Photo names that are skipped before their pixels are read.
         seed: Seeds crops, orientations, noise and the combinations.
         photos: name -> RGB uint8 photo (H, W, 3); default `training.synthetic.available_source_photos()`.
 
     Returns:
-        `PretrainingPairs` of N = photos x crops_per_photo x (1 + 4 x 5 + combined_per_crop) images.
+        `PretrainingPairs` of N = photos x (crops_per_photo + random_native_crops) x (1 + 4 x 5 + combined_per_crop)
+        images. The crops are cut, augmented and distorted as the synthetic dataset's training crops
+        (`training.synthetic.cut_crop_windows`: native and downscaled crops, distorted with the photo around them).
     """
     photos = available_source_photos() if photos is None else photos
     held_out = set(held_out_photos)
@@ -282,8 +292,17 @@ def build_pretraining_pairs(
     quality: list[float] = []
     crop_ids: list[int] = []
     for name in names:
-        for crop in cut_source_crops(photos[name], image_size, crops_per_photo, crop_scales, rng):
-            crop = random_orientation_and_channels(crop, rng)
+        windows = cut_crop_windows(
+            photos[name],
+            image_size,
+            rng,
+            textured=crops_per_photo,
+            random_native=random_native_crops,
+            crop_scales=crop_scales,
+            augment=True,
+        )
+        for window in windows:
+            crop = window.crop
             first_image, crop_id = len(images), (crop_ids[-1] + 1 if crop_ids else 0)
             images.append(crop)
             sources.append(name)
@@ -292,7 +311,7 @@ def build_pretraining_pairs(
             for kind in kinds:
                 previous = Q_PRISTINE
                 for level in range(1, NUM_LEVELS + 1):
-                    distorted = apply_distortion(crop, kind, level, rng)
+                    distorted = window.distorted([(kind, level)], rng)
                     # A stronger setting of one distortion never scores better (as in the synthetic dataset).
                     cap = previous - MONOTONE_MARGIN if level > 1 else Q_PRISTINE
                     measured = min(measured_quality(crop, distorted), cap)
@@ -305,9 +324,7 @@ def build_pretraining_pairs(
                 first, second = rng.choice(len(kinds), size=2, replace=False)
                 levels = rng.integers(1, NUM_LEVELS + 1, size=2)
                 steps = ((kinds[first], int(levels[0])), (kinds[second], int(levels[1])))
-                distorted = crop
-                for kind, level in steps:
-                    distorted = apply_distortion(distorted, kind, level, rng)
+                distorted = window.distorted(steps, rng)
                 images.append(distorted)
                 sources.append(name)
                 applied.append(steps)
@@ -473,6 +490,7 @@ def pretrain(args: PretrainClipArguments, pairs: PretrainingPairs | None = None)
         pairs = build_pretraining_pairs(
             image_size=args.image_size,
             crops_per_photo=args.crops_per_photo,
+            random_native_crops=args.random_native_crops,
             crop_scales=args.crop_scales,
             combined_per_crop=args.combined_per_crop,
             held_out_photos=args.held_out_photos,
@@ -622,7 +640,7 @@ def _arguments(output_dir: str | Path, overrides: Mapping[str, Any]) -> Pretrain
     if unknown:
         raise TypeError(f"unknown pretraining options {unknown}; expected some of {sorted(names)}")
     args = PretrainClipArguments(output_dir=str(output_dir), **overrides)
-    args.crop_scales = [float(v) for v in args.crop_scales]
+    args.crop_scales = [v if str(v) == NATIVE else float(v) for v in args.crop_scales]
     args.family_weights = [float(v) for v in args.family_weights]
     args.held_out_photos = sorted(str(v) for v in args.held_out_photos)
     return args

@@ -87,7 +87,8 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,8 @@ Q_PRISTINE = 4.6
 Q_WORST = 1.3
 NUM_LEVELS = 4
 NATIVE = "native"  # a crop scale: crops at the photo's own resolution
+DEFAULT_CROP_SCALES: tuple[float | str, ...] = (2.0, 4.0, 8.0, NATIVE)
+DEFAULT_CONTEXT = 16  # pixels of the photo kept around a crop while it is distorted
 DISTORTIONS: dict[str, dict[str, Any]] = {
     "blur": {"parameters": (1.0, 1.8, 2.8, 4.0), "gamma": 0.9},
     "noise": {"parameters": (10.0, 20.0, 35.0, 55.0), "gamma": 0.8},
@@ -119,11 +122,10 @@ __all__ = [
     "apply_distortion",
     "available_source_photos",
     "build_synthetic_dataset",
-    "cut_source_crops",
+    "cut_crop_windows",
     "degradation_measures",
     "measured_quality",
     "quality_from_degradation",
-    "random_orientation_and_channels",
     "simulate_ratings",
     "true_quality",
 ]
@@ -486,20 +488,62 @@ def _cut_windows(
     return windows
 
 
-def random_orientation_and_channels(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One of the 8 rotations/reflections of an RGB crop (S, S, 3), with its channels randomly permuted (the
-    augmentation of the training crops)."""
-    return _random_orientation_and_channels(crop, rng)
+@dataclass
+class CropWindow:
+    """One crop of a photo with the photo around it: distort `window`, then cut `window[inner]`, so blur and JPEG
+    see the crop's surroundings and the 8x8 JPEG grid falls anywhere on the crop.
+
+    Attributes:
+        window: (S + 2c - shift, S + 2c - shift, 3) uint8 pixels around the crop.
+        inner: The (rows, columns) slices of the S x S crop inside `window`.
+    """
+
+    window: np.ndarray
+    inner: tuple[slice, slice]
+
+    @property
+    def crop(self) -> np.ndarray:
+        return self.window[self.inner]
+
+    def distorted(self, steps: Sequence[tuple[str, int]], rng: np.random.Generator) -> np.ndarray:
+        """The crop after `apply_distortion` of each (distortion, level) in turn, applied to the whole window."""
+        window = self.window
+        for distortion, level in steps:
+            window = apply_distortion(window, distortion, level, rng)
+        return np.ascontiguousarray(window[self.inner])
 
 
-def cut_source_crops(
-    photo: np.ndarray, image_size: int, count: int, crop_scales: Sequence[float], rng: np.random.Generator
-) -> list[np.ndarray]:
-    """`count` auto-levelled, textured, colourful crops (image_size, image_size, 3) of an RGB photo, shared out
-    between the resizings of the photo to a short side of `scale * image_size` for each of `crop_scales` (the
-    first `count % len(crop_scales)` scales get one more): `build_synthetic_dataset`'s textured crops with
-    `auto_level=True`, without context (the crops `training/pretrain_clip.py` learns from)."""
-    return _cut_windows(photo, image_size, _crop_groups(crop_scales, count, 0), 0, True, rng)
+def cut_crop_windows(
+    photo: np.ndarray,
+    image_size: int,
+    rng: np.random.Generator,
+    *,
+    textured: int,
+    random_native: int,
+    crop_scales: Sequence[float | str] = DEFAULT_CROP_SCALES,
+    context: int = DEFAULT_CONTEXT,
+    auto_level: bool = False,
+    augment: bool = False,
+) -> Iterator[CropWindow]:
+    """The crops of one RGB photo as `build_synthetic_dataset` cuts them (and `training/pretrain_clip.py`, so the
+    pretrained CLIP sees the same kind of crops): `textured` crops shared out between `crop_scales`, then
+    `random_native` crops at the photo's own resolution and uniformly random positions, each with `context` pixels
+    of the photo around it, shifted by 0-7 pixels (the JPEG grid); with `augment` each window is first turned by
+    one of the 8 rotations/reflections and has its channels permuted.
+
+    A generator: the crop positions are drawn first, each window's orientation and shift when it is taken, so a
+    caller that draws from `rng` between windows (the distortions) gets reproducible streams."""
+    windows = _cut_windows(
+        photo, image_size, _crop_groups(crop_scales, textured, random_native), context, auto_level, rng
+    )
+    for window in windows:
+        if augment:  # more varied content for the few training photos; labels are measured anyway
+            window = _random_orientation_and_channels(window, rng)
+        # A random 0-7 pixel shift of the window puts the 8x8 JPEG grid anywhere on the crop, as on the crops a
+        # test-time grid cuts from a compressed photo.
+        shift = (int(rng.integers(0, min(8, context + 1))), int(rng.integers(0, min(8, context + 1))))
+        inner = (slice(context - shift[0], context - shift[0] + image_size),) * 2
+        yield CropWindow(window[shift[0] :, shift[1] :], inner)
 
 
 # --- the dataset --------------------------------------------------------------------------------------
@@ -537,9 +581,9 @@ def build_synthetic_dataset(
     image_size: int = 64,
     seed: int = 0,
     crops_per_source: int = 10,
-    crop_scales: Sequence[float | str] = (2.0, 4.0, 8.0, NATIVE),
+    crop_scales: Sequence[float | str] = DEFAULT_CROP_SCALES,
     random_native_crops: int = 8,
-    context: int = 16,
+    context: int = DEFAULT_CONTEXT,
     auto_level: bool = False,
     train_conditions: int | None = 4,
     num_raters: int = 25,
@@ -662,32 +706,26 @@ def build_synthetic_dataset(
         for name in names:
             # Training photos give more crops when each crop is shown in fewer conditions (`train_conditions`).
             factor = len(conditions) / (1 + train_conditions) if split == "train" and train_conditions else 1.0
-            windows = _cut_windows(
+            cut = cut_crop_windows(
                 photos[name],
                 image_size,
-                _crop_groups(
-                    parameters["crop_scales"], round(crops_per_source * factor), round(random_native_crops * factor)
-                ),
-                context,
-                auto_level,
                 rng,
+                textured=round(crops_per_source * factor),
+                random_native=round(random_native_crops * factor),
+                crop_scales=parameters["crop_scales"],
+                context=context,
+                auto_level=auto_level,
+                augment=split == "train",
             )
-            for crop_index, window in enumerate(windows):
-                if split == "train":  # more varied content for the few training photos; labels are measured anyway
-                    window = _random_orientation_and_channels(window, rng)
-                # A random 0-7 pixel shift of the window puts the 8x8 JPEG grid anywhere on the crop, as on the
-                # crops a test-time grid cuts from a compressed photo.
-                shift = (int(rng.integers(0, min(8, context + 1))), int(rng.integers(0, min(8, context + 1))))
-                window = window[shift[0] :, shift[1] :]
-                inner = (slice(context - shift[0], context - shift[0] + image_size),) * 2
-                crop = window[inner]
+            for crop_index, crop_window in enumerate(cut):
+                crop = crop_window.crop
                 chosen = conditions
                 if split == "train" and train_conditions is not None:
                     picks = np.sort(rng.choice(len(conditions) - 1, size=train_conditions, replace=False)) + 1
                     chosen = [conditions[0]] + [conditions[int(i)] for i in picks]
                 previous: dict[str, tuple[int, float]] = {}  # distortion -> (level, quality) last labelled
                 for distortion, level in chosen:
-                    distorted = np.ascontiguousarray(apply_distortion(window, distortion, level, rng)[inner])
+                    distorted = crop_window.distorted([(distortion, level)], rng)
                     quality = Q_PRISTINE
                     if level:
                         # A stronger setting of the same distortion never scores better on the same crop (very low
