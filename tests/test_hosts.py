@@ -9,11 +9,13 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from conftest import BACKBONES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -366,9 +368,11 @@ print(json.dumps(results))
 """
 
 
-def host_run_flags(host: str, grading: str, data_root: Path, out: Path) -> list[str]:
+def host_run_flags(
+    host: str, grading: str, data_root: Path, out: Path, model_flags: Sequence[str] = TINY_MODEL_FLAGS
+) -> list[str]:
     """A tiny run of one host: 48 training images, 1 epoch of 3 steps, IPCE's protocol scaled to 32 pixels."""
-    flags = ["--host", host, "--grading", grading, *TINY_MODEL_FLAGS, "--data_root", str(data_root)]
+    flags = ["--host", host, "--grading", grading, *model_flags, "--data_root", str(data_root)]
     flags += ["--synthetic_image_size", "32", "--max_train_samples", "48", "--max_eval_samples", "8"]
     flags += ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "8", "--num_train_epochs", "1"]
     flags += ["--backbone_learning_rate", "1e-3", "--mixed_precision", "no", "--report_to", "none", "--plots", "false"]
@@ -455,3 +459,59 @@ def test_host_trains_saves_and_loads_in_a_fresh_process(
         assert got["class"] == "AGQGForImageQualityAssessment", python
         assert got["prompt_learning"] == options.model.prompt_learning and got["views"] == run["view_scheme"]
         assert got["scores"] == pytest.approx(run["scores"], abs=1e-4), python
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", [b for b in BACKBONES if b != "clip"])
+@pytest.mark.parametrize("host", HOST_NAMES)
+def test_every_host_trains_through_train_py_around_every_backbone(
+    tmp_path: Path, synthetic_cache: Path, host: str, backbone: str
+) -> None:
+    """`train.py --tiny_backbone siglip|siglip2`: every host trains around a SigLIP-family backbone (frozen parts stay
+    frozen, whatever the towers are called), and the saved folder scores the run's images exactly as the run did."""
+    from transformers import AutoModel
+
+    from training.train import train
+
+    out = tmp_path / "run"
+    options = parse_args([*host_run_flags(host, "agqg", synthetic_cache, out), "--tiny_backbone", backbone])
+    initial = build_model(options.model, (1.0, 5.0), seed=options.training.seed).state_dict()
+    assert initial.keys() == build_model(options.model, (1.0, 5.0), seed=0).state_dict().keys()
+    result = train(options)
+    loaded = AutoModel.from_pretrained(out / "model", trust_remote_code=True)
+    assert loaded.config.backbone_config.model_type == backbone
+    changed = {k for k, v in loaded.state_dict().items() if not torch.equal(v, initial[k])}
+    assert changed, "training changed nothing"
+    frozen = loaded.backbone_adapter.text_modules(loaded.clip) if options.training.freeze_text_tower else []
+    if options.training.freeze_backbone:
+        frozen = [loaded.clip]
+    frozen_ids = {id(p) for module in frozen for p in module.parameters()}
+    frozen_names = {name for name, p in loaded.named_parameters() if id(p) in frozen_ids}
+    assert not frozen_names & changed, sorted(frozen_names & changed)[:5]
+    assert all(math.isfinite(v) for v in result.predictions["test"].scores)
+
+
+def test_train_py_backbone_option_wraps_a_saved_siglip_folder(
+    tokenizer: Any, tmp_path: Path, synthetic_cache: Path
+) -> None:
+    """`--backbone <folder>` (the name that fits SigLIP; `--clip` is the same option) builds the host around the
+    checkpoint, keeping its weights, and a frozen backbone is still those weights after training."""
+    from modeling_agqg import AGQGForImageQualityAssessment
+    from modeling_agqg.tools.offline import tiny_backbone
+    from training.train import train
+
+    torch.manual_seed(3)
+    siglip = tiny_backbone("siglip", tokenizer)
+    siglip.save_pretrained(tmp_path / "siglip")
+    tokenizer.save_pretrained(tmp_path / "siglip")
+    out = tmp_path / "run"
+    flags = host_run_flags("coop", "agqg", synthetic_cache, out, model_flags=[])
+    options = parse_args([*flags, "--backbone", str(tmp_path / "siglip")])
+    assert options.model.clip == str(tmp_path / "siglip") and options.training.freeze_backbone
+    train(options)
+    trained = AGQGForImageQualityAssessment.from_pretrained(out / "model")
+    assert trained.config.backbone_config.model_type == "siglip"
+    for key, value in siglip.state_dict().items():
+        assert torch.equal(trained.clip.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="give one of them"):
+        parse_args(["--backbone", str(tmp_path / "siglip"), "--clip", "openai/clip-vit-base-patch16"])

@@ -251,8 +251,8 @@ def base_model_of(model: Any, model_id: str) -> str | None:
     built in code."""
     from modeling_agqg.configuration_agqg import public_name_or_path
 
-    clip_config = model.config.clip_config
-    name = clip_config.get("_name_or_path") if isinstance(clip_config, dict) else clip_config._name_or_path
+    backbone_config = model.config.backbone_config
+    name = backbone_config.get("_name_or_path") if isinstance(backbone_config, dict) else backbone_config._name_or_path
     if not name or name == model_id:
         return None
     return public_name_or_path(str(name))

@@ -2,9 +2,10 @@
 """Building the model a run trains, choosing what trains, and the optimiser's parameter groups.
 
 `build_model` makes the `AGQGForImageQualityAssessment` of the options, from one of three starting points:
-a saved AGQG folder (`init_model`), a tiny random CLIP built offline (`clip: tiny`, through
-`modeling_agqg.tools.offline.tiny_agqg_model`, the one tiny-model builder), or a CLIP checkpoint (a Hub id, or a
-local folder such as the offline-pretrained tiny CLIP of `training/pretrain_clip.py`) wrapped with `from_clip`.
+a saved AGQG folder (`init_model`), a tiny random CLIP, SigLIP or SigLIP 2 built offline (`clip: tiny`,
+`tiny_backbone`, through `modeling_agqg.tools.offline.tiny_agqg_model`, the one tiny-model builder), or a
+checkpoint of any of them (`clip`/`backbone`: a Hub id, or a local folder such as the offline-pretrained tiny CLIP
+of `training/pretrain_clip.py`) wrapped with `from_backbone`.
 `set_trainable` freezes what the run keeps fixed, and `parameter_groups` gives the head and the backbone their
 own learning rates.
 """
@@ -76,31 +77,33 @@ def build_model(options: ModelOptions, score_range: Sequence[float], *, seed: in
         from modeling_agqg.tools.offline import tiny_agqg_model
 
         overrides = agqg_config_overrides(options, score_range, clip_depth=options.tiny_num_layers)
-        return tiny_agqg_model(seed=seed, clip_shapes=options.tiny_clip_shapes(), **overrides)
-    from transformers import CLIPConfig
+        return tiny_agqg_model(
+            backbone=options.tiny_backbone, seed=seed, clip_shapes=options.tiny_clip_shapes(), **overrides
+        )
+    from transformers import AutoConfig
 
-    clip_depth = _tower_depth(CLIPConfig.from_pretrained(options.clip))
+    clip_depth = _tower_depth(AutoConfig.from_pretrained(options.clip))
     overrides = agqg_config_overrides(options, score_range, clip_depth=clip_depth)
     torch.manual_seed(seed)  # the head and any learnable prompts
-    return AGQGForImageQualityAssessment.from_clip(options.clip, **overrides)
+    return AGQGForImageQualityAssessment.from_backbone(options.clip, **overrides)
 
 
 def set_trainable(model: Any, *, freeze_backbone: bool, freeze_text_tower: bool) -> None:
-    """Chooses what trains, in place. `freeze_backbone`: the whole CLIP (both towers, projections, logit scale)
+    """Chooses what trains, in place. `freeze_backbone`: the whole backbone (both towers, projections, scale)
     is frozen and only the grading head and any learnable prompts train. `freeze_text_tower`: the text tower and
     its projection are frozen, so the grade-text features are the cached buffers (no text pass per step)."""
     model.requires_grad_(True)
     if freeze_backbone:
         model.clip.requires_grad_(False)
-    if freeze_text_tower:
-        model.clip.text_model.requires_grad_(False)
-        model.clip.text_projection.requires_grad_(False)
+    if freeze_text_tower:  # the text tower and its projection, whatever the backbone calls them
+        for module in model.backbone_adapter.text_modules(model.clip):
+            module.requires_grad_(False)
 
 
 def image_embedding_trains(model: Any) -> bool:
     """Whether anything that shapes the image embedding trains: the vision tower or its projection, or MaPLe's
     vision prompts (learned from the text prompts). When nothing does, the embeddings can be computed once."""
-    vision = [*model.clip.vision_model.parameters(), *model.clip.visual_projection.parameters()]
+    vision = [p for module in model.backbone_adapter.vision_modules(model.clip) for p in module.parameters()]
     if any(p.requires_grad for p in vision):
         return True
     learner = getattr(model, "prompt_learner", None)

@@ -54,7 +54,11 @@ class ModelOptions:
     )  # fmt: skip
     clip: str = field(
         default=TINY_CLIP,
-        metadata={"help": "'tiny' (a small random CLIP built offline) or a CLIP checkpoint: Hub id or local folder"},
+        metadata={"help": "'tiny' (a small random dual encoder built offline) or a CLIP, SigLIP or SigLIP 2 "
+                  "checkpoint: Hub id or local folder"},
+    )  # fmt: skip
+    backbone: str | None = field(
+        default=None, metadata={"help": "the same as --clip, under the name that fits SigLIP checkpoints"}
     )
     init_model: str | None = field(default=None, metadata={"help": "a saved AGQG folder to continue from"})
     grading: Literal["agqg", "softmax"] = field(
@@ -89,6 +93,9 @@ class ModelOptions:
         default="resize",
         metadata={"help": "views per image: resize, crops[:N], ipce[:N] or a JSON mapping (see views_agqg)"},
     )
+    tiny_backbone: Literal["clip", "siglip", "siglip2"] = field(
+        default="clip", metadata={"help": "clip: tiny: the family of the random dual encoder"}
+    )
     tiny_image_size: int = field(default=64, metadata={"help": "tiny CLIP: input size"})
     tiny_patch_size: int = field(default=8, metadata={"help": "tiny CLIP: patch size"})
     tiny_hidden_size: int = field(default=64, metadata={"help": "tiny CLIP: width of both towers"})
@@ -98,6 +105,10 @@ class ModelOptions:
 
     def __post_init__(self) -> None:
         _coerce_scalars(self)
+        if self.backbone is not None:  # --backbone is --clip's other name; one value, stored under `clip`
+            if self.clip not in (TINY_CLIP, self.backbone):
+                raise ValueError(f"--backbone {self.backbone!r} and --clip {self.clip!r}: give one of them")
+            self.clip, self.backbone = self.backbone, None
         if isinstance(self.grade_prompt_sets, str):
             self.grade_prompt_sets = _json_value("grade_prompt_sets", self.grade_prompt_sets)
         if self.score_range is not None and (len(self.score_range) != 2 or self.score_range[0] >= self.score_range[1]):
@@ -117,6 +128,9 @@ class ModelOptions:
             names.get(f.name[len("tiny_") :], f.name[len("tiny_") :]): getattr(self, f.name)
             for f in dataclasses.fields(self)
             if f.name.startswith("tiny_")
+            and f.name != "tiny_backbone"
+            # SigLIP towers project to their own width: the joint size is the width, no projection_dim.
+            and not (f.name == "tiny_projection_dim" and self.tiny_backbone != "clip")
         }
 
     def agqg_config_fields(self) -> dict[str, Any]:

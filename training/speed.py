@@ -73,6 +73,8 @@ def speed_up_vision_training(model: Any) -> list[str]:
     Returns:
         What was applied (`"patch_embedding_matmul"`, `"eager_attention"`), for the run's log.
     """
+    if getattr(model.clip.config, "model_type", None) != "clip":
+        return []  # the re-formulations are written and tested for CLIP's vision embeddings only
     vision_model = model.clip.vision_model
     applied = []
     conv = vision_model.embeddings.patch_embedding
