@@ -29,7 +29,7 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData
 
 from .cards import HUB_URL
-from .publish import PushError, PushReport, _git_blob_oid
+from .push_report import PushError, PushReport, git_blob_oid
 
 APP_FILE = "app.py"
 MODULE_FILE = "agqg_demo.py"
@@ -215,7 +215,7 @@ def push_space(
     report = SpaceReport(space_id, model_repo, model_revision, code_revision, endpoint=api.endpoint)
     api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True, token=token)
     remote = _remote_oids(api, space_id, token)
-    oids = {path: _git_blob_oid(content) for path, content in files.items()}
+    oids = {path: git_blob_oid(content) for path, content in files.items()}
     report.unchanged = sorted(path for path in files if remote.get(path) == oids[path])
     report.uploaded = sorted(path for path in files if path not in report.unchanged)
     if report.uploaded:
