@@ -171,6 +171,18 @@ class DataOptions:
     synthetic_test_sources: list[str] | None = field(
         default=None, metadata={"help": "fixed test photos (e.g. those held out of pretraining); default by split"}
     )
+    # The synthetic dataset's crop geometry (training.synthetic.build_synthetic_dataset; None keeps its default).
+    synthetic_crop_scales: list[str] | None = field(
+        default=None, metadata={"help": "where textured crops are cut: short side / image size, or 'native'"}
+    )
+    synthetic_random_native_crops: int | None = field(
+        default=None, metadata={"help": "crops per photo at native resolution and random positions"}
+    )
+    synthetic_context: int | None = field(default=None, metadata={"help": "pixels around a crop while distorting"})
+    synthetic_auto_level: bool | None = field(default=None, metadata={"help": "stretch each crop's levels"})
+    synthetic_train_conditions: int | None = field(
+        default=None, metadata={"help": "conditions per training crop (0: all 20)"}
+    )
     data_on_bad_rows: Literal["error", "skip"] = field(
         default="error", metadata={"help": "error: stop naming the file and row; skip: drop and count them"}
     )

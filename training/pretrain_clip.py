@@ -14,10 +14,11 @@ with the input size, mean and std used in pretraining): `AGQGForImageQualityAsse
 quickstart learns them best from 16 px crops in 2-pixel patches. Build the synthetic dataset at the same size.
 
 **Pairs.** The photographs of `training.synthetic` (scikit-image and matplotlib samples) except
-`HELD_OUT_PHOTOS`, whose pixels are never read: `crops_per_photo` textured and `random_native_crops` random crops
-per photo, cut and distorted like the synthetic dataset's training crops (`training.synthetic.cut_crop_windows`:
-same sizes and scales, native-resolution crops, the photo around each crop while it is distorted, one random
-orientation and channel permutation per crop), each kept pristine, with every distortion type at levels 1..4 and
+`HELD_OUT_PHOTOS`, whose pixels are never read: `crops_per_photo` textured (and `random_native_crops` random) crops
+per photo, cut and distorted like the synthetic dataset's training crops by the same function
+(`training.synthetic.cut_crop_windows`), by default as in the plug-in ablation's data: auto-levelled crops of the
+photo downscaled to 2, 4 and 8 x the input size, distorted without context, one random orientation and channel
+permutation per crop), each kept pristine, with every distortion type at levels 1..4 and
 with `combined_per_crop` random pairs of two different distortion types applied one after the other. The quality
 q of each image is *measured* against its pristine crop
 (`training.synthetic.measured_quality`, 4.6 pristine .. 1.3 worst; made strictly decreasing in the level of a
@@ -88,7 +89,6 @@ import torch
 import torch.nn.functional as F
 
 from training.synthetic import (
-    DEFAULT_CROP_SCALES,
     DISTORTIONS,
     MONOTONE_MARGIN,
     NATIVE,
@@ -102,6 +102,10 @@ from training.synthetic import (
 )
 
 logger = logging.getLogger(__name__)
+
+ABLATION_CROP_SCALES: tuple[float, ...] = (2.0, 4.0, 8.0)
+"""Where the pretraining crops are cut by default: the photo downscaled to 2, 4 and 8 x the input size, as in the
+plug-in ablation's data."""
 
 HELD_OUT_PHOTOS: tuple[str, ...] = ("astronaut", "chelsea")
 """Photos that never enter pretraining (the test photos of the plug-in ablation)."""
@@ -140,7 +144,7 @@ PHOTO_CONTENT = {
 
 MAX_TOKENS = 77
 CAPTION_FAMILIES = ("distortion", "quality", "binary", "alignment", "combined")
-_FORMAT_VERSION = 1  # bump whenever the folder a given set of arguments produces changes
+_FORMAT_VERSION = 2  # bump whenever the folder a given set of arguments produces changes
 
 __all__ = [
     "CAPTION_FAMILIES",
@@ -177,14 +181,16 @@ class PretrainClipArguments:
     num_layers: int = field(default=2, metadata={"help": "depth of both towers"})
     num_heads: int = field(default=2, metadata={"help": "attention heads of both towers"})
     projection_dim: int = field(default=64, metadata={"help": "joint embedding size"})
-    crops_per_photo: int = field(default=48, metadata={"help": "textured crops cut from each pretraining photo"})
+    crops_per_photo: int = field(default=60, metadata={"help": "textured crops cut from each pretraining photo"})
     random_native_crops: int = field(
-        default=12, metadata={"help": "further crops per photo at its own resolution and random positions"}
+        default=0, metadata={"help": "further crops per photo at its own resolution and random positions"}
     )
     crop_scales: list[str] = field(
-        default_factory=lambda: [str(scale) for scale in DEFAULT_CROP_SCALES],
+        default_factory=lambda: [str(scale) for scale in ABLATION_CROP_SCALES],
         metadata={"help": "short side of the resized photo / image_size, or 'native'"},
     )
+    auto_level: bool = field(default=True, metadata={"help": "stretch each crop's luminance levels"})
+    context: int = field(default=0, metadata={"help": "pixels of the photo around a crop while it is distorted"})
     combined_per_crop: int = field(default=8, metadata={"help": "images per crop with two distortions"})
     family_weights: list[float] = field(
         default_factory=lambda: [0.3, 0.3, 0.15, 0.1, 0.15],
@@ -251,9 +257,11 @@ class PretrainingPairs:
 def build_pretraining_pairs(
     *,
     image_size: int = 16,
-    crops_per_photo: int = 48,
-    random_native_crops: int = 12,
-    crop_scales: Sequence[float | str] = DEFAULT_CROP_SCALES,
+    crops_per_photo: int = 60,
+    random_native_crops: int = 0,
+    crop_scales: Sequence[float | str] = ABLATION_CROP_SCALES,
+    auto_level: bool = True,
+    context: int = 0,
     combined_per_crop: int = 8,
     held_out_photos: Sequence[str] = HELD_OUT_PHOTOS,
     seed: int = 0,
@@ -266,6 +274,10 @@ def build_pretraining_pairs(
         crops_per_photo: Textured crops per photo, shared out between `crop_scales` as in `training.synthetic`.
         random_native_crops: Further crops per photo at its own resolution and random positions.
         crop_scales: Short side of the resized photo in units of `image_size`, or `"native"`.
+        auto_level: Stretch each crop's 1st-99th luminance percentiles to 0-255.
+        context: Pixels of the photo kept around each crop while it is distorted.
+        (The defaults are the crops of the plug-in ablation's data, `training/configs/ablation/synthetic.yaml`:
+        auto-levelled textured crops of the downscaled photos, distorted without context.)
         combined_per_crop: Images per crop with two different distortion types (each at a random level 1..4).
         held_out_photos: Photo names that are skipped before their pixels are read.
         seed: Seeds crops, orientations, noise and the combinations.
@@ -299,6 +311,8 @@ def build_pretraining_pairs(
             textured=crops_per_photo,
             random_native=random_native_crops,
             crop_scales=crop_scales,
+            context=context,
+            auto_level=auto_level,
             augment=True,
         )
         for window in windows:
@@ -492,6 +506,8 @@ def pretrain(args: PretrainClipArguments, pairs: PretrainingPairs | None = None)
             crops_per_photo=args.crops_per_photo,
             random_native_crops=args.random_native_crops,
             crop_scales=args.crop_scales,
+            auto_level=args.auto_level,
+            context=args.context,
             combined_per_crop=args.combined_per_crop,
             held_out_photos=args.held_out_photos,
             seed=args.seed,
@@ -706,6 +722,13 @@ def build_pretrained_clip(output_dir: str | Path = DEFAULT_OUTPUT_DIR, *, seed: 
                     seed=args.eval_seed,
                     crops_per_source=args.eval_crops_per_source,
                     data_dir=args.eval_data_dir,
+                    # The test crops are cut as the pretraining crops were (the ablation's data).
+                    crop_geometry={
+                        "crop_scales": args.crop_scales,
+                        "random_native_crops": args.random_native_crops,
+                        "context": args.context,
+                        "auto_level": args.auto_level,
+                    },
                 )
             record["total_seconds"] = round(time.perf_counter() - started, 1)
             (staging / PRETRAINING_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -753,11 +776,13 @@ def zero_shot_report(
     crops_per_source: int = 30,
     data_dir: str | Path | None = None,
     batch_size: int = 256,
+    crop_geometry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """SRCC / PLCC of zero-shot scores against the synthetic MOS on the held-out photos' crops.
 
     The synthetic dataset is built at the folder's input size with `test_sources=held_out_photos` (data seed
-    `seed`; cached in `data_dir` when given) and every test image is scored by
+    `seed`; cached in `data_dir` when given; `crop_geometry`: `build_synthetic_dataset`'s `crop_scales`,
+    `random_native_crops`, `context`, `auto_level`, default the dataset's own) and every test image is scored by
     `from_clip(folder, grading="softmax", **ZERO_SHOT_PROMPTS[host])` (nothing trained): the score is the
     expected grade of softmax(tau s) on the 1-5 scale. Also reported: a linear probe, ridge regression of the MOS
     on the frozen image embeddings, fitted on the training photos (the penalty picked on the validation photo).
@@ -778,6 +803,7 @@ def zero_shot_report(
         seed=seed,
         crops_per_source=crops_per_source,
         test_sources=list(held_out_photos),
+        **dict(crop_geometry or {}),
     )
     test = splits["test"]
     mos = np.asarray(test["mos"], dtype=np.float64)

@@ -57,16 +57,25 @@ def load_splits(options: DataOptions) -> Any:
     """The `DatasetDict` of the run's split: the synthetic dataset (split n = the photos held out with seed n,
     cached in `data_root`), or `training.data.load_split` of a real dataset."""
     if options.dataset == SYNTHETIC:
-        from training.synthetic import build_synthetic_dataset
+        from training.synthetic import NATIVE, build_synthetic_dataset
 
-        fixed_test = {"test_sources": options.synthetic_test_sources} if options.synthetic_test_sources else {}
+        geometry: dict[str, Any] = (
+            {"test_sources": options.synthetic_test_sources} if options.synthetic_test_sources else {}
+        )
+        if options.synthetic_crop_scales is not None:
+            geometry["crop_scales"] = [v if str(v) == NATIVE else float(v) for v in options.synthetic_crop_scales]
+        for name in ("random_native_crops", "context", "auto_level"):
+            if getattr(options, f"synthetic_{name}") is not None:
+                geometry[name] = getattr(options, f"synthetic_{name}")
+        if options.synthetic_train_conditions is not None:  # 0: every condition (the dataset's None)
+            geometry["train_conditions"] = options.synthetic_train_conditions or None
         return build_synthetic_dataset(
             options.data_root,
             image_size=options.synthetic_image_size,
             seed=int(options.split) if options.split else 0,
             crops_per_source=options.synthetic_crops_per_source,
             distortions=options.synthetic_distortions,
-            **fixed_test,
+            **geometry,
         )
     from training.data import load_split
 
