@@ -212,7 +212,11 @@ def test_tiny_ablation_grid_end_to_end(tmp_path: Path) -> None:
             assert run["drift"] == 0.0, run["host"]  # unimodal by construction
     coop = payload["summary"]["coop"]
     assert coop["softmax"]["srcc"]["n"] == 2 and set(coop["difference"]["srcc"]) >= {"ci_low", "ci_high"}
+    # The synthetic data has the simulated raters' mos_std: every run measures the spread metric.
+    assert all(isinstance(run["spread_srcc"], float) for run in payload["runs"])
+    assert any(math.isfinite(run["spread_srcc"]) for run in payload["runs"])
     markdown = (output / "ablation.md").read_text()
+    assert "spread SRCC" in markdown
     assert "| coop | softmax |" in markdown and "| maple | 2 |" in markdown and "Failed" in markdown
     for host in hosts:
         for name in (f"{host}_metrics.png", f"{host}_grade_distributions.png"):
@@ -245,3 +249,18 @@ def test_the_shipped_grid_resolves_for_every_run(tmp_path: Path) -> None:
             assert options.training.seed == grid.seed + len(grid.splits) - 1
     ipce = run_options(grid, "ipce", "agqg", "1", tmp_path / "run", [], tmp_path / "data")
     assert ipce.model.view_protocol["short_side"] == 37 and ipce.data.generation_prompts
+    # The data the pretrained CLIP saw: auto-levelled textured crops of the downscaled photos, no native crops.
+    data = ipce.data
+    assert [float(v) for v in data.synthetic_crop_scales] == [2.0, 4.0, 8.0] and data.synthetic_auto_level
+    assert data.synthetic_random_native_crops == 0 and data.synthetic_context == 0
+
+
+def test_the_shipped_grm_nll_grid_adds_the_likelihood_to_every_run(tmp_path: Path) -> None:
+    from training.ablate import run_options
+
+    grid = read_grid("synthetic_grm_nll.yaml")
+    for host in grid.hosts:
+        for grading in grid.gradings:
+            options = run_options(grid, host, grading, "1", tmp_path / "run", [], tmp_path / "data")
+            assert options.training.loss_weights == {"l1": 1.0, "grm_nll": 1.0}
+            assert len(options.model.grade_names or ["bad", "poor", "fair", "good", "perfect"]) == 5

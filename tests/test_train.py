@@ -535,3 +535,20 @@ def test_synthetic_test_sources_fix_the_test_photos(tmp_path: Path) -> None:
         assert not {"astronaut", "chelsea"} & (set(data.train["source"]) | set(data.validation["source"]))
         test_mos[split] = list(data.test["mos"])
     assert test_mos["1"] != test_mos["2"]
+
+
+def test_synthetic_crop_geometry_options_reach_the_dataset() -> None:
+    """train.py's synthetic_* options build the dataset they name (here: one native crop per photo, every training
+    crop in all 20 conditions), and leaving them unset keeps the dataset's defaults."""
+    from training.options import DataOptions
+    from training.run_data import load_splits
+
+    common = {"synthetic_image_size": 16, "synthetic_crops_per_source": 1, "synthetic_crop_scales": ["native"]}
+    every_condition = load_splits(
+        DataOptions(**common, synthetic_random_native_crops=0, synthetic_train_conditions=0, synthetic_context=0)
+    )
+    photos = len(set(every_condition["train"]["source"]))
+    assert len(every_condition["train"]) == photos * 21  # 1 crop x (pristine + 5 distortions x 4 levels)
+    assert set(every_condition["train"]["crop"]) == {0}
+    defaults = load_splits(DataOptions(**common))  # 4 conditions per training crop, 21/5 times the crops
+    assert len(defaults["train"]) != len(every_condition["train"])
