@@ -14,7 +14,14 @@ from typing import Any
 
 from transformers import CLIPImageProcessor
 
-from modeling_agqg.views_agqg import PixelSpec, ViewProtocol, crop_grid, ipce_patch_indices
+from modeling_agqg.views_agqg import (
+    PixelSpec,
+    ViewProtocol,
+    crop_grid,
+    crops_source_hw,
+    ipce_patch_corners,
+    ipce_resized_hw,
+)
 
 SIZE = 224
 
@@ -28,26 +35,21 @@ def resize_box(width: int, height: int, spec: PixelSpec) -> tuple[float, float, 
 
 
 def crops_boxes(width: int, height: int, protocol: ViewProtocol) -> list[tuple[float, float, float, float]]:
-    return [(left, top, SIZE, SIZE) for top, left in crop_grid(height, width, SIZE, SIZE, protocol.num_crops)]
+    """The `crops` scheme's test-time crops, drawn back in the photo's coordinates (`crops_source_hw`: a photo
+    smaller than the crop is first enlarged)."""
+    source_h, source_w = crops_source_hw(height, width, SIZE)
+    scale = source_w / width
+    corners = crop_grid(source_h, source_w, SIZE, SIZE, protocol.num_crops)
+    return [(left / scale, top / scale, SIZE / scale, SIZE / scale) for top, left in corners]
 
 
 def ipce_boxes(width: int, height: int, protocol: ViewProtocol) -> list[tuple[float, float, float, float]]:
     """IPCE's test-time patches, drawn back in the photo's coordinates (the photo is first brought up to a
     shorter side of `short_side`)."""
-    scale = 1.0
-    if min(width, height) < protocol.short_side:
-        scale = protocol.short_side / min(width, height)
-        short, long = protocol.short_side, int(protocol.short_side * max(width, height) / min(width, height))
-        up_w, up_h = (short, long) if width <= height else (long, short)
-    else:
-        up_w, up_h = width, height
-    stride = protocol.large_stride if max(up_w, up_h) >= protocol.large_side else protocol.stride
-    rows, cols = (up_h - SIZE) // stride + 1, (up_w - SIZE) // stride + 1
-    boxes = []
-    for index in ipce_patch_indices(rows * cols, protocol.num_crops, train=False):
-        top, left = (index // cols) * stride, (index % cols) * stride
-        boxes.append((left / scale, top / scale, SIZE / scale, SIZE / scale))
-    return boxes
+    resized_h, resized_w = ipce_resized_hw(height, width, protocol)
+    scale = resized_w / width
+    corners = ipce_patch_corners((resized_h, resized_w), protocol, SIZE, train=False)
+    return [(left / scale, top / scale, SIZE / scale, SIZE / scale) for top, left in corners]
 
 
 def view_mosaic(photo: Any, protocol: ViewProtocol, spec: PixelSpec) -> Any:

@@ -542,6 +542,43 @@ def ipce_patch_indices(total: int, count: int, train: bool, generator: torch.Gen
     return [step * i for i in range(count)]
 
 
+def crops_source_hw(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) an image is brought to before the `crops` scheme cuts it: unchanged when both sides are at
+    least the crop size `size`, else enlarged (aspect kept, sides rounded up) until they are."""
+    scale = max(size / height, size / width, 1.0)
+    if scale == 1.0:
+        return height, width
+    return max(size, math.ceil(height * scale)), max(size, math.ceil(width * scale))
+
+
+def ipce_resized_hw(height: int, width: int, protocol: ViewProtocol) -> tuple[int, int]:
+    """(height, width) the `ipce` scheme brings an image to: the shorter side up to `short_side` (aspect kept, the
+    longer side truncated as IPCE's `int(...)` does) when it is shorter, else unchanged (never downscaled)."""
+    short, long = min(height, width), max(height, width)
+    if short >= protocol.short_side:
+        return height, width
+    new_short, new_long = protocol.short_side, int(protocol.short_side * long / short)
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+def ipce_patch_corners(
+    resized_hw: tuple[int, int],
+    protocol: ViewProtocol,
+    size: int,
+    train: bool,
+    generator: torch.Generator | None = None,
+) -> list[tuple[int, int]]:
+    """Top-left corners (top, left) of the `ipce` patches of side `size` in the resized image (`ipce_resized_hw`):
+    the grid at stride `stride` (`large_stride` when a side is >= `large_side`), of which `ipce_patch_indices`
+    chooses `num_crops` (test) or `train_crops` (training)."""
+    height, width = resized_hw
+    stride = protocol.large_stride if max(height, width) >= protocol.large_side else protocol.stride
+    rows, cols = (height - size) // stride + 1, (width - size) // stride + 1
+    count = protocol.train_crops if train else protocol.num_crops
+    chosen = ipce_patch_indices(rows * cols, count, train, generator)
+    return [((i // cols) * stride, (i % cols) * stride) for i in chosen]
+
+
 def make_views(
     image: Any,
     protocol: ViewProtocol,
@@ -583,24 +620,22 @@ def _crop_views(
 ) -> torch.Tensor:
     original = image
     count = protocol.train_crops if train else protocol.num_crops
-    scale = max(size / image.height, size / image.width, 1.0)
-    height, width = image.height, image.width
-    if scale > 1.0:
-        width, height = max(size, math.ceil(image.width * scale)), max(size, math.ceil(image.height * scale))
+    height, width = crops_source_hw(image.height, image.width, size)
+    enlarged = (height, width) != (image.height, image.width)
     if train:
         tops = torch.randint(0, height - size + 1, (count,), generator=generator).tolist()
         lefts = torch.randint(0, width - size + 1, (count,), generator=generator).tolist()
         corners = list(zip(tops, lefts, strict=True))
     else:
         corners = crop_grid(height, width, size, size, count)
-    if scale > 1.0 and height * width > max_image_pixels():
+    if enlarged and height * width > max_image_pixels():
         # Enlarging the whole image would be over the budget: resample only each crop's window.
         crops = [
             _uint8_chw(_resized_crop(image, (height, width), (top, left, size, size), spec.resample))
             for top, left in corners
         ]
     else:
-        if scale > 1.0:
+        if enlarged:
             image = image.resize((width, height), resample=spec.resample)
         pixels = _uint8_chw(image)
         crops = [pixels[:, top : top + size, left : left + size] for top, left in corners]
@@ -613,24 +648,15 @@ def _crop_views(
 def _ipce_views(
     image: Any, protocol: ViewProtocol, spec: PixelSpec, size: int, train: bool, generator: torch.Generator | None
 ) -> torch.Tensor:
-    short, long = min(image.height, image.width), max(image.height, image.width)
-    if short < protocol.short_side:
-        new_short, new_long = protocol.short_side, int(protocol.short_side * long / short)
-        new_h, new_w = (new_long, new_short) if image.width <= image.height else (new_short, new_long)
+    new_h, new_w = ipce_resized_hw(image.height, image.width, protocol)
+    if (new_h, new_w) != (image.height, image.width):
         _check_pixels("image", new_w, new_h, max_image_pixels(), "the ipce-resized image")
         image = image.resize((new_w, new_h), resample=Image.Resampling.BILINEAR)
     if image.height < size or image.width < size:
         raise ImageLoadError(f"image: {image.width}x{image.height} is smaller than the ipce patch size {size}")
     whole = spec.normalize(_uint8_chw(image))
-    stride = protocol.large_stride if max(image.height, image.width) >= protocol.large_side else protocol.stride
-    rows = (image.height - size) // stride + 1
-    cols = (image.width - size) // stride + 1
-    count = protocol.train_crops if train else protocol.num_crops
-    chosen = ipce_patch_indices(rows * cols, count, train, generator)
-    patches = [
-        whole[:, (i // cols) * stride : (i // cols) * stride + size, (i % cols) * stride : (i % cols) * stride + size]
-        for i in chosen
-    ]
+    corners = ipce_patch_corners((image.height, image.width), protocol, size, train, generator)
+    patches = [whole[:, top : top + size, left : left + size] for top, left in corners]
     resized = F.interpolate(whole.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False)
     return torch.cat([torch.stack(patches), resized])
 
@@ -769,35 +795,24 @@ def tensor_views(pixels: torch.Tensor, protocol: ViewProtocol, spec: PixelSpec, 
     size = protocol.crop_size or spec.output_hw[0]
     height, width = pixels.shape[-2:]
     if protocol.scheme == "crops":
-        scale = max(size / height, size / width, 1.0)
+        source_hw = crops_source_hw(height, width, size)
         source = pixels
-        if scale > 1.0:
-            enlarged = (max(size, math.ceil(height * scale)), max(size, math.ceil(width * scale)))
-            source = tensor_resize(pixels, enlarged, spec.resample, quantize)
+        if source_hw != (height, width):
+            source = tensor_resize(pixels, source_hw, spec.resample, quantize)
         corners = crop_grid(source.shape[-2], source.shape[-1], size, size, protocol.num_crops)
         crops = torch.stack([source[..., top : top + size, left : left + size] for top, left in corners], dim=1)
         views = spec.normalize(crops * 255.0)
         if protocol.include_resized:
             views = torch.cat([views, _tensor_resized_view(pixels, spec, quantize).unsqueeze(1)], dim=1)
         return views.flatten(0, 1)
-    short, long = min(height, width), max(height, width)
+    resized_hw = ipce_resized_hw(height, width, protocol)
     image = pixels
-    if short < protocol.short_side:
-        new_short, new_long = protocol.short_side, int(protocol.short_side * long / short)
-        image = tensor_resize(
-            pixels,
-            (new_long, new_short) if width <= height else (new_short, new_long),
-            int(Image.Resampling.BILINEAR),
-            quantize,
-        )
-    if image.shape[-2] < size or image.shape[-1] < size:
-        raise ValueError(f"{image.shape[-1]}x{image.shape[-2]} is smaller than the ipce patch size {size}")
+    if resized_hw != (height, width):
+        image = tensor_resize(pixels, resized_hw, int(Image.Resampling.BILINEAR), quantize)
+    if resized_hw[0] < size or resized_hw[1] < size:
+        raise ValueError(f"{resized_hw[1]}x{resized_hw[0]} is smaller than the ipce patch size {size}")
     whole = spec.normalize(image * 255.0)
-    stride = protocol.large_stride if max(image.shape[-2:]) >= protocol.large_side else protocol.stride
-    rows = (image.shape[-2] - size) // stride + 1
-    cols = (image.shape[-1] - size) // stride + 1
-    chosen = ipce_patch_indices(rows * cols, protocol.num_crops, train=False)
-    corners = [((i // cols) * stride, (i % cols) * stride) for i in chosen]
+    corners = ipce_patch_corners(resized_hw, protocol, size, train=False)
     patches = torch.stack([whole[..., top : top + size, left : left + size] for top, left in corners], dim=1)
     resized = F.interpolate(whole, size=(size, size), mode="bilinear", align_corners=False)
     return torch.cat([patches, resized.unsqueeze(1)], dim=1).flatten(0, 1)
