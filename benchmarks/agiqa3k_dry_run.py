@@ -73,6 +73,7 @@ def _csv_lines(path: Path) -> list[str]:
 
 
 def _first_field(line: str) -> str:
+    """The first CSV field of one line (the image name in `data.csv` and the split files)."""
     return next(csv.reader(io.StringIO(line)))[0]
 
 
@@ -452,6 +453,7 @@ def split_outputs(runs: Path, splits: Sequence[str]) -> dict[str, Any]:
 
 
 def _mib(value: int) -> str:
+    """Bytes as MiB with one decimal."""
     return f"{value / 2**20:.1f} MiB"
 
 
@@ -519,6 +521,7 @@ def markdown_report(report: dict[str, Any]) -> str:
 
 
 def _kill_at(text: str) -> tuple[str, int]:
+    """`SPLIT:STEP` -> (split name, step) for `--kill-at-checkpoint`."""
     split, _, step = text.partition(":")
     if not split or not step.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: expected SPLIT:STEP, e.g. 3:4")
@@ -526,6 +529,7 @@ def _kill_at(text: str) -> tuple[str, int]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The dry run's options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="folder for the data, the runs, logs and report")
     parser.add_argument("--data", type=Path, default=None, help="the AGIQA-3K-shaped folder (default OUT/AGIQA-3K)")
@@ -568,6 +572,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Builds the folder (unless built with these settings), runs the command (killed and rerun when asked),
+    writes the report; returns 0 when every split finished (and the resume checks passed)."""
     args = parse_args(argv)
     out = args.out.resolve()
     data = (args.data or out / "AGIQA-3K").resolve()
