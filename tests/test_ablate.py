@@ -216,7 +216,8 @@ def test_tiny_ablation_grid_end_to_end(tmp_path: Path) -> None:
     assert all(isinstance(run["spread_srcc"], float) for run in payload["runs"])
     assert any(math.isfinite(run["spread_srcc"]) for run in payload["runs"])
     markdown = (output / "ablation.md").read_text()
-    assert "spread SRCC" in markdown
+    assert "spread SRCC" in markdown and "mean grade_std" in markdown
+    assert all(run["mean_grade_std"] > 0 and run["mean_mos_std"] > 0 for run in payload["runs"])
     assert "| coop | softmax |" in markdown and "| maple | 2 |" in markdown and "Failed" in markdown
     for host in hosts:
         for name in (f"{host}_metrics.png", f"{host}_grade_distributions.png"):

@@ -65,6 +65,7 @@ from training.train import train
 DEFAULT_DRIFT_TOLERANCE = 1e-3
 REPORTED_METRICS = ("srcc", "plcc", "krcc")
 SUMMARY_METRICS = (*REPORTED_METRICS, "drift", SPREAD_METRIC)
+WIDTH_METRICS = ("mean_grade_std", "mean_mos_std")  # the distributions' mean width and the raters' (score units)
 GRID_KEYS = ("hosts", "gradings", "splits", "seed", "drift_tolerance", "num_threads", "options", "host_options")
 TEST_PART = "test"
 GRID_DIR = CONFIG_DIR / "ablation"
@@ -154,11 +155,18 @@ def run_options(
 
 
 def read_predictions_csv(path: Path) -> dict[str, np.ndarray]:
-    """`scores` (N,), `mos` (N,) and `grade_probs` (N, K) of a `predictions_<part>.csv` (training.results)."""
+    """`scores` (N,), `mos` (N,), `grade_probs` (N, K) and, where the CSV has them, `grade_std` and `mos_std` (N,)
+    of a `predictions_<part>.csv` (training.results)."""
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     columns = [c for c in (rows[0].keys() if rows else []) if c.startswith("p_")]
+    spreads = {
+        column: np.array([float(r[column]) for r in rows])
+        for column in ("grade_std", "mos_std")
+        if rows and column in rows[0]
+    }
     return {
+        **spreads,
         "scores": np.array([float(r["prediction"]) for r in rows]),
         "mos": np.array([float(r["mos"]) for r in rows]),
         "grade_probs": np.array([[float(r[c]) for c in columns] for r in rows]).reshape(len(rows), len(columns)),
@@ -177,6 +185,9 @@ def run_record(run_dir: Path, drift_tolerance: float) -> dict[str, Any]:
         "drift": semantic_drift_fraction(predicted["grade_probs"], drift_tolerance),
         # Spearman of the predicted grade_std with the raters' mos_std (NaN where the data has no mos_std).
         SPREAD_METRIC: _number(tested["metrics"].get(SPREAD_METRIC)),
+        # How wide the grade distributions are, next to how much the raters disagreed (same images).
+        "mean_grade_std": float(np.mean(predicted["grade_std"])) if "grade_std" in predicted else math.nan,
+        "mean_mos_std": float(np.nanmean(predicted["mos_std"])) if "mos_std" in predicted else math.nan,
         "test_images": tested["num_images"],
         "grade_names": predicted["grade_names"],
         "scores": predicted["scores"].tolist(),
@@ -227,7 +238,9 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         entry: dict[str, Any] = {}
         for grading, runs in by_grading.items():
             if runs:
-                entry[grading] = {m: mean_std([r.get(m) for r in runs.values()]) for m in SUMMARY_METRICS}
+                entry[grading] = {
+                    m: mean_std([r.get(m) for r in runs.values()]) for m in (*SUMMARY_METRICS, *WIDTH_METRICS)
+                }
         paired = sorted(set(by_grading["softmax"]) & set(by_grading["agqg"]))
         if paired:
             entry["difference"] = {
@@ -281,6 +294,16 @@ def markdown_tables(summary: Mapping[str, Any]) -> str:
         if difference:
             cells = " | ".join(_difference_cell(difference[m]) for m in SUMMARY_METRICS)
             lines.append(f"| {host} | {difference['srcc']['n']} | {cells} |")
+    widths = [
+        (host, grading, entry[grading])
+        for host, entry in summary.items()
+        for grading in GRADINGS
+        if grading in entry and math.isfinite(entry[grading].get("mean_grade_std", {}).get("mean", math.nan))
+    ]
+    if widths:
+        lines += ["", "| host | grading | mean grade_std | raters' mean mos_std |", "|---|---|---|---|"]
+        for host, grading, stats in widths:
+            lines.append(f"| {host} | {grading} | {_cell(stats['mean_grade_std'])} | {_cell(stats['mean_mos_std'])} |")
     return "\n".join(lines) + "\n"
 
 
