@@ -121,7 +121,9 @@ def bench_views(sizes: list[tuple[int, int]], folders: list[str]) -> None:
     tokenizer = clip_character_tokenizer()
     contenders = {}
     for folder in folders:  # trained models: their scores react to pixel changes as random ones do not
-        contenders[Path(folder).name] = AGQGForImageQualityAssessment.from_pretrained(folder).eval()
+        # Named by the folder and its parent (`.../liqe_agqg/model` -> `liqe_agqg/model`): run folders hold `model/`.
+        label = "/".join(Path(folder).resolve().parts[-2:])
+        contenders[label] = AGQGForImageQualityAssessment.from_pretrained(folder).eval()
     for kind in ("clip", "siglip", "siglip2"):
         torch.manual_seed(0)
         contenders[f"tiny {kind}"] = AGQGForImageQualityAssessment.from_backbone(
