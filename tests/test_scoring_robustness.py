@@ -445,19 +445,20 @@ def test_revision_selects_the_hub_branch_everywhere_a_model_is_loaded(
     assert list(load_model(repo_id).config.score_range) == [1.0, 5.0]
     for revision in ("main", "v2"):
         assert score([image], model=repo_id, revision=revision, dtype="fp32")[0]["score"] == pytest.approx(
-            expected[revision], abs=1e-5
+            expected[revision], abs=1e-4
         )
         assert explain(image, repo_id, revision=revision, dtype="fp32")["score"] == pytest.approx(
-            expected[revision], abs=1e-5
+            expected[revision], abs=1e-4
         )
         out = tmp_path / f"{revision}.csv"
         command = ["score", str(image), "--model", repo_id, "--revision", revision, "--out", str(out)]
         assert main([*command, "--dtype", "fp32", "--quiet"]) == 0
-        assert float(read_csv(out)[0]["score"]) == pytest.approx(expected[revision], abs=1e-5)
+        assert float(read_csv(out)[0]["score"]) == pytest.approx(expected[revision], abs=1e-4)
         capsys.readouterr()
         command = ["explain", str(image), "--model", repo_id, "--revision", revision, "--dtype", "fp32", "--no-plot"]
         assert main(command) == 0
-        assert f"score: {expected[revision]:.4f}" in capsys.readouterr().out
+        printed = re.search(r"score: ([0-9.]+)", capsys.readouterr().out)
+        assert printed and float(printed.group(1)) == pytest.approx(expected[revision], abs=1e-4)
     # A revision the repository does not have: one line, exit 2.
     assert main(["score", str(image), "--model", repo_id, "--revision", "nope", "--out", str(tmp_path / "x.csv")]) == 2
     lines = error_lines(capsys.readouterr().err)

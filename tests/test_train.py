@@ -394,7 +394,8 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     splits = {entry["split"]: entry for entry in results["results"]}
     assert set(splits) == {"validation", "test"}
     assert splits["validation"]["num_images"] == 41
-    assert set(splits["test"]["metrics"]) == {"srcc", "krcc", "plcc", "plcc_logistic", "rmse"}
+    # The synthetic data has the simulated raters' mos_std, so the spread metric is reported too.
+    assert set(splits["test"]["metrics"]) == {"srcc", "krcc", "plcc", "plcc_logistic", "rmse", "spread_srcc"}
 
     # The full-size ranking: the held-out test photos, every distortion at levels 0..5, a pooled Spearman each.
     ranking = json.loads((out / RANKING_FILE).read_text())
