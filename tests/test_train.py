@@ -553,3 +553,17 @@ def test_synthetic_crop_geometry_options_reach_the_dataset() -> None:
     assert set(every_condition["train"]["crop"]) == {0}
     defaults = load_splits(DataOptions(**common))  # 4 conditions per training crop, 21/5 times the crops
     assert len(defaults["train"]) != len(every_condition["train"])
+
+
+def test_train_leaves_the_libraries_progress_bars_as_it_found_them(tmp_path: Path, synthetic_cache: Path) -> None:
+    """`disable_tqdm: true` turns the libraries' bars off for the run only: a `train()` called from Python (a
+    notebook, the ablation) does not silence transformers and datasets for the rest of the process."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    from training.train import parse_args, train
+
+    assert transformers_logging.is_progress_bar_enabled() and datasets.is_progress_bar_enabled()
+    flags = [*TINY_RUN_FLAGS, *QUIET_FLAGS, "--data_root", str(synthetic_cache), "--output_dir", str(tmp_path / "o")]
+    train(parse_args([*flags, "--max_train_samples", "16", "--max_eval_samples", "8", "--num_train_epochs", "1"]))
+    assert transformers_logging.is_progress_bar_enabled() and datasets.is_progress_bar_enabled()
