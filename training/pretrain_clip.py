@@ -91,7 +91,6 @@ import torch.nn.functional as F
 from training.synthetic import (
     DISTORTIONS,
     MONOTONE_MARGIN,
-    NATIVE,
     NUM_LEVELS,
     Q_PRISTINE,
     Q_WORST,
@@ -99,6 +98,7 @@ from training.synthetic import (
     available_source_photos,
     cut_crop_windows,
     measured_quality,
+    parse_crop_scales,
 )
 
 logger = logging.getLogger(__name__)
@@ -656,7 +656,7 @@ def _arguments(output_dir: str | Path, overrides: Mapping[str, Any]) -> Pretrain
     if unknown:
         raise TypeError(f"unknown pretraining options {unknown}; expected some of {sorted(names)}")
     args = PretrainClipArguments(output_dir=str(output_dir), **overrides)
-    args.crop_scales = [v if str(v) == NATIVE else float(v) for v in args.crop_scales]
+    args.crop_scales = parse_crop_scales(args.crop_scales)
     args.family_weights = [float(v) for v in args.family_weights]
     args.held_out_photos = sorted(str(v) for v in args.held_out_photos)
     return args

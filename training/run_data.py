@@ -57,13 +57,13 @@ def load_splits(options: DataOptions) -> Any:
     """The `DatasetDict` of the run's split: the synthetic dataset (split n = the photos held out with seed n,
     cached in `data_root`), or `training.data.load_split` of a real dataset."""
     if options.dataset == SYNTHETIC:
-        from training.synthetic import NATIVE, build_synthetic_dataset
+        from training.synthetic import build_synthetic_dataset
 
         geometry: dict[str, Any] = (
             {"test_sources": options.synthetic_test_sources} if options.synthetic_test_sources else {}
         )
         if options.synthetic_crop_scales is not None:
-            geometry["crop_scales"] = [v if str(v) == NATIVE else float(v) for v in options.synthetic_crop_scales]
+            geometry["crop_scales"] = options.synthetic_crop_scales  # numbers as text are read by the dataset
         for name in ("random_native_crops", "context", "auto_level"):
             if getattr(options, f"synthetic_{name}") is not None:
                 geometry[name] = getattr(options, f"synthetic_{name}")

@@ -87,6 +87,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,7 @@ __all__ = [
     "available_source_photos",
     "build_synthetic_dataset",
     "cut_crop_windows",
+    "parse_crop_scales",
     "degradation_measures",
     "measured_quality",
     "quality_from_degradation",
@@ -575,6 +577,30 @@ def _split_sources(
     }
 
 
+def parse_crop_scales(values: Sequence[float | str]) -> list[float | str]:
+    """Crop scales as `build_synthetic_dataset` and `cut_crop_windows` take them: each a number >= 1 (the photo's
+    short side in units of the crop size; numbers written as text, as YAML files and flags give them, are read as
+    numbers) or `NATIVE`. Raises ValueError for an empty list or anything else."""
+    parsed: list[float | str] = []
+    for value in values:
+        if value == NATIVE:
+            parsed.append(NATIVE)
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not number >= 1:
+            break
+        parsed.append(number)
+    else:
+        if parsed:
+            return parsed
+    raise ValueError(
+        f"crop_scales={list(values)} must be non-empty, each a number >= 1 (the crop must fit) or {NATIVE!r}"
+    )
+
+
 def build_synthetic_dataset(
     out_dir: str | Path | None = None,
     *,
@@ -637,19 +663,14 @@ def build_synthetic_dataset(
     unknown = sorted(set(distortions) - set(DISTORTIONS))
     if unknown or not distortions:
         raise ValueError(f"distortions={distortions}; expected a non-empty subset of {list(DISTORTIONS)}")
-    if not crop_scales or not all(
-        scale == NATIVE or (isinstance(scale, (int, float)) and scale >= 1) for scale in crop_scales
-    ):
-        raise ValueError(
-            f"crop_scales={list(crop_scales)} must be non-empty, each a number >= 1 (the crop must fit) or {NATIVE!r}"
-        )
+    crop_scales = parse_crop_scales(crop_scales)
     parameters = {
         "format_version": _FORMAT_VERSION,
         "distortions": [kind for kind in DISTORTIONS if kind in distortions],
         "image_size": int(image_size),
         "seed": int(seed),
         "crops_per_source": int(crops_per_source),
-        "crop_scales": [scale if scale == NATIVE else float(scale) for scale in crop_scales],
+        "crop_scales": crop_scales,
         "random_native_crops": int(random_native_crops),
         "context": int(context),
         "auto_level": bool(auto_level),
