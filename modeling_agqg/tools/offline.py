@@ -173,8 +173,6 @@ def tiny_backbone_config(kind: str, tokenizer: Any, **options: Any) -> Any:
     builders = {"clip": tiny_clip_config, "siglip": tiny_siglip_config, "siglip2": tiny_siglip2_config}
     if kind not in builders:
         raise ValueError(f"backbone {kind!r}; expected one of {TINY_BACKBONES}")
-    if kind == "clip" and "max_position_embeddings" not in options:
-        options["max_position_embeddings"] = 77
     return builders[kind](tokenizer, **options)
 
 
