@@ -693,8 +693,6 @@ def _train(options: RunOptions) -> RunResult:
     # 7. The best model on validation SRCC, evaluated on validation and test, saved as a complete folder.
     result = finalize(accelerator, options, data)
     result.train_seconds = train_seconds
-    if tracking:
-        accelerator.end_training()
     if accelerator.is_main_process:
         accelerator.print(f"training took {train_seconds:.1f} s; final model in {output_dir / 'model'}")
         if options.data.dataset == SYNTHETIC:
@@ -702,6 +700,9 @@ def _train(options: RunOptions) -> RunResult:
         if training.push_to_hub:
             push(output_dir / "model", training.hub_model_id)
     accelerator.wait_for_everyone()
+    if tracking:
+        # Last: accelerate's end_training() also destroys the process group, after which no barrier works.
+        accelerator.end_training()
     return result
 
 
