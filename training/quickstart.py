@@ -125,21 +125,16 @@ def set_view_protocol(model_dir: Path, protocol: Mapping[str, Any]) -> dict[str,
 
 
 def held_out_test_split(model_dir: Path, output_dir: Path) -> Any:
-    """The run's synthetic test split, built with the training run's arguments (read from the model folder's
-    `train_config.yaml`): synthetic split n is data seed n, so the cached dataset is reused and the photos are
-    the ones that run held out."""
-    from training.synthetic import build_synthetic_dataset
+    """The run's synthetic test split, loaded the way training loaded it (`training.run_data.load_splits` with
+    the options saved in the model folder's `train_config.yaml`), from the run's cache in
+    `output_dir/synthetic_data`: the same photos, crops and cache, whatever synthetic options the run had."""
+    from training.options import check_options
+    from training.run_data import load_splits
 
-    resolved = _resolved_config(model_dir)
-    # The same arguments as training (training.run_data.load_splits): synthetic split n is data seed n, so
-    # the cached dataset is reused and the examples come from the photos that run held out.
-    return build_synthetic_dataset(
-        output_dir / "synthetic_data",
-        image_size=int(resolved.get("synthetic_image_size", 64)),
-        seed=int(resolved.get("split") or 0),
-        crops_per_source=int(resolved.get("synthetic_crops_per_source", 10)),
-        distortions=resolved.get("synthetic_distortions"),
-    )["test"]
+    config_path = model_dir / "train_config.yaml"
+    options = check_options(_resolved_config(model_dir), str(config_path))
+    options.data.data_root = str(output_dir / "synthetic_data")
+    return load_splits(options.data)["test"]
 
 
 def score_examples(scorer: Any, test: Any, output_dir: Path, count: int = 6) -> list[dict[str, object]]:
