@@ -30,7 +30,6 @@ def test_two_process_cpu_run_counts_each_image_once(
     flags = [*host_run_flags(host, grading, synthetic_cache, out), "--cpu", "true", "--max_eval_samples", "41"]
     if host == "clip-iqa":  # one run with TensorBoard tracking, whose end must not break the last barrier
         flags[flags.index("--report_to") + 1] = "tensorboard"
-
     result = run_training([*flags, "--checkpointing_steps", "epoch"], tmp_path, launcher=launcher)
     info = json.loads((out / "run_info.json").read_text())
     assert info["num_processes"] == 2, result.stdout[-2000:]
@@ -44,4 +43,3 @@ def test_two_process_cpu_run_counts_each_image_once(
         assert sum(1 for _ in handle) == 42  # header + each test image once
     if host == "clip-iqa":
         assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
-

@@ -10,8 +10,9 @@ with the input size, mean and std used in pretraining): `AGQGForImageQualityAsse
 `CLIPModel.from_pretrained(folder)` and `--clip <folder>` take it exactly like `openai/clip-vit-base-patch16`.
 
 **Model.** `tiny_clip_config` shapes; by default 16 px input in 2-pixel patches (64 tokens), width 64, 2 layers and
-2 heads per tower, 64-d joint space (0.25 M parameters): the synthetic distortions live at the pixel scale, and the
-quickstart learns them best from 16 px crops in 2-pixel patches. Build the synthetic dataset at the same size.
+2 heads per tower, 64-d joint space (0.25 M parameters): the synthetic distortions live at the pixel scale, and on
+the auto-levelled crops of downscaled photos pretrained here a tiny model learnt them best from 16 px crops in
+2-pixel patches (docs/pretrained_clip.md). Build the synthetic dataset at the same size.
 
 **Pairs.** The photographs of `training.synthetic` (scikit-image and matplotlib samples) except
 `HELD_OUT_PHOTOS`, whose pixels are never read: `crops_per_photo` textured (and `random_native_crops` random) crops

@@ -56,7 +56,7 @@ QUICKSTART_VIEW_PROTOCOL: dict[str, Any] = {
 }
 """The view protocol the quickstart model is saved with (`views_agqg.ViewProtocol`): 64 crops of the model's
 input size (`crop_size` is filled in with it) on an even grid over the image at its own resolution, no resized
-whole-image view (at 16 pixels a whole photograph keeps none of the pixel-scale damage), scores averaged."""
+whole-image view (at 32 pixels a whole photograph keeps none of the pixel-scale damage), scores averaged."""
 
 RANKING_LEVELS: dict[str, tuple[float, ...]] = {
     "blur": (0.5, 1.0, 2.0, 4.0, 8.0),
@@ -66,7 +66,7 @@ RANKING_LEVELS: dict[str, tuple[float, ...]] = {
 """Levels 1..5 of the full-size check, pixel-scale parameters of `training.synthetic.distort` applied to the
 whole photograph: Gaussian blur standard deviation in pixels and additive Gaussian noise standard deviation on the
 0-255 scale, each doubling from level to level; PIL JPEG quality from 60 (artefacts hard to see) to 8 (blocks
-everywhere). Below quality 8 dark areas turn into uniform 8x8 blocks that a 16-pixel crop cannot tell from a
+everywhere). Below quality 8 dark areas turn into uniform 8x8 blocks that a small crop cannot tell from a
 clean dark sky."""
 RANKING_FORMATS = {"blur": "std {:g} px", "noise": "std {:g}", "jpeg": "quality {:g}"}  # parameters in the table
 
