@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from modeling_agqg.tools.progress import progress_disabled_by_env
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TINY_CLIP = "tiny"
@@ -424,9 +425,10 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def progress_bars_disabled(disable_tqdm: bool) -> bool:
-    """Whether progress bars are off: the `disable_tqdm` option or the environment's `TQDM_DISABLE=1` (which tqdm
-    itself ignores when a caller passes `disable=` explicitly, as the training loop does)."""
-    return disable_tqdm or os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
+    """Whether progress bars are off: the `disable_tqdm` option or the environment's `TQDM_DISABLE`
+    (`modeling_agqg.tools.progress.progress_disabled_by_env`; tqdm itself ignores it when a caller passes
+    `disable=` explicitly, as the training loop does)."""
+    return disable_tqdm or progress_disabled_by_env()
 
 
 # ---------------------------------------------------------------------------------------------

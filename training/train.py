@@ -26,13 +26,12 @@ Outputs in `output_dir`: `train_config.yaml` (the resolved options), `run_info.j
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from modeling_agqg.tools.progress import library_progress_bars
 from training.collate import EmbeddingCollator, ViewCollator, add_image_embeds, model_inputs, with_row_index
 from training.evaluation import evaluate_parts, predict
 from training.hosts import load_host
@@ -587,37 +587,16 @@ def write_run_info(
 # ---------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def library_progress_bars(enabled: bool) -> Iterator[None]:
-    """With `enabled` False, turns the libraries' own bars (dataset caching, saving and loading weights) off for
-    the block and restores what was on after it, so a `train()` called from Python leaves them as it found them."""
-    import datasets
-    from transformers.utils import logging as transformers_logging
-
-    was_on = (datasets.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled())
-    if not enabled:
-        datasets.disable_progress_bars()
-        transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if not enabled:
-            if was_on[0]:
-                datasets.enable_progress_bars()
-            if was_on[1]:
-                transformers_logging.enable_progress_bar()
-
-
 def train(options: RunOptions) -> RunResult:
     """Runs one training job and returns its final evaluation (also written to `output_dir/model`)."""
-    with library_progress_bars(enabled=not progress_bars_disabled(options.training.disable_tqdm)):
-        return _train(options)
+    disable_bars = progress_bars_disabled(options.training.disable_tqdm)
+    with library_progress_bars(not disable_bars, datasets=True):
+        return _train(options, disable_bars)
 
 
-def _train(options: RunOptions) -> RunResult:
+def _train(options: RunOptions, disable_bars: bool) -> RunResult:
     training = options.training
     output_dir = Path(training.output_dir)
-    disable_bars = progress_bars_disabled(training.disable_tqdm)
 
     # 1. Accelerator, seed, the resolved options.
     accelerator = make_accelerator(options)

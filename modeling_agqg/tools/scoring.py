@@ -35,6 +35,7 @@ import torch
 
 from ..views_agqg import ImageLoadError, ViewProtocol
 from .inputs import InputError, ScoringItem, check_inputs, is_url, iter_items
+from .progress import library_progress_bars, progress_disabled_by_env
 from .stream import ChunkBatch, ScoringStream, StreamConfig, iter_chunks
 from .writers import (
     CHUNK_FIELD,
@@ -182,22 +183,6 @@ def describe_model_load_error(name: str, revision: str | None, error: BaseExcept
     return f"{tried} could not be loaded ({_first_line(error)})"
 
 
-@contextlib.contextmanager
-def _transformers_progress_bars(enabled: bool) -> Iterator[None]:
-    """Turns transformers' and huggingface_hub's progress bars ("Loading weights", downloads) off for the block
-    when `enabled` is False, and back on after it."""
-    from transformers.utils import logging as transformers_logging
-
-    switch = not enabled and transformers_logging.is_progress_bar_enabled()
-    if switch:
-        transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if switch:
-            transformers_logging.enable_progress_bar()
-
-
 def load_model(
     model: Any, device: torch.device | None = None, *, revision: str | None = None, progress: bool = True
 ) -> Any:
@@ -219,7 +204,7 @@ def load_model(
 
         name = os.fspath(model)
         try:
-            with _transformers_progress_bars(progress and not progress_disabled_by_env()):
+            with library_progress_bars(progress and not progress_disabled_by_env()):
                 model = AutoModel.from_pretrained(name, trust_remote_code=True, revision=revision)
         except (OSError, ValueError, ImportError) as error:
             raise ModelLoadError(describe_model_load_error(name, revision, error)) from error
@@ -462,12 +447,6 @@ def score(
 # ---------------------------------------------------------------------------------------------
 # agqg score
 # ---------------------------------------------------------------------------------------------
-
-
-def progress_disabled_by_env() -> bool:
-    """Whether `TQDM_DISABLE` asks for no progress bars. tqdm reads it only for bars that do not pass `disable`
-    themselves, and only at import, so the scoring tools read it here, when they make a bar."""
-    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _progress_bar(total: int | None, enabled: bool = True) -> Any:
