@@ -5,8 +5,9 @@ scores (`training.quickstart.full_size_ranking`). Its training labels are the *m
 crop against its pristine crop (`training.synthetic.measured_quality`). This script replaces the model by that
 measurement: for every photo, distortion and level of `RANKING_LEVELS` it distorts the whole photo, cuts the same
 crop grid (`modeling_agqg.views_agqg.crop_grid`) from the pristine and the distorted photo, averages the measured
-quality of the crops (4.6 for the photo as shipped), and reports the pooled Spearman of score and level for the
-quickstart's two held-out photos (split 0) and for every pair of photos. A model that learnt its labels perfectly
+quality of the crops (4.6 for the photo as shipped), and reports the pooled Spearman of score and level
+(`training.quickstart.pooled_spearman`) for the test photos of a synthetic split (`--split`, default 0: the
+quickstart's two held-out photos, `training.synthetic.split_sources`) and for every pair of photos. A model that learnt its labels perfectly
 would score this; the gap to the quickstart's own table is what the tiny model does not learn.
 
     python benchmarks/quickstart_oracle.py                 # 32-pixel crops, as the quickstart's model
@@ -19,13 +20,10 @@ import argparse
 import itertools
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from modeling_agqg.views_agqg import crop_grid
-from training.quickstart import RANKING_LEVELS
-from training.synthetic import Q_PRISTINE, available_source_photos, distort, measured_quality
-
-QUICKSTART_TEST_PHOTOS = ("hubble_deep_field", "immunohistochemistry")  # held out by synthetic split 0
+from training.quickstart import RANKING_LEVELS, pooled_spearman
+from training.synthetic import Q_PRISTINE, available_source_photos, distort, measured_quality, split_sources
 
 
 def oracle_scores(crop_size: int, num_crops: int, seed: int = 0) -> dict[str, dict[str, list[float]]]:
@@ -48,18 +46,13 @@ def oracle_scores(crop_size: int, num_crops: int, seed: int = 0) -> dict[str, di
     return scores
 
 
-def pooled_spearman(rows: list[list[float]]) -> float:
-    """Spearman of (level, score) pooled over photos, as `full_size_ranking` computes it."""
-    values = np.asarray(rows)
-    levels = np.tile(np.arange(values.shape[1]), values.shape[0])
-    return float(spearmanr(levels, values.reshape(-1))[0])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crop-size", type=int, default=32)
     parser.add_argument("--num-crops", type=int, default=64)
+    parser.add_argument("--split", type=int, default=0, help="the synthetic split (0: the quickstart's)")
     args = parser.parse_args()
+    test_photos = split_sources(list(available_source_photos()), seed=args.split)["test"]
     scores = oracle_scores(args.crop_size, args.num_crops)
     print(f"Mean measured crop quality, {args.num_crops} grid crops of {args.crop_size} px, levels 0-5:")
     for kind, by_photo in scores.items():
@@ -67,10 +60,10 @@ def main() -> None:
             print(f"  {kind:<6} {name:<22} " + " ".join(f"{value:.2f}" for value in row))
     print("Pooled Spearman of score and level:")
     for kind, by_photo in scores.items():
-        test_pair = pooled_spearman([by_photo[name] for name in QUICKSTART_TEST_PHOTOS if name in by_photo])
+        test_pair = pooled_spearman([by_photo[name] for name in test_photos])
         pairs = [pooled_spearman([by_photo[a], by_photo[b]]) for a, b in itertools.combinations(by_photo, 2)]
         print(
-            f"  {kind:<6} quickstart's test photos {test_pair:+.2f}   every pair of photos: "
+            f"  {kind:<6} test photos of split {args.split} {test_pair:+.2f}   every pair of photos: "
             f"best {min(pairs):+.2f}, median {float(np.median(pairs)):+.2f}, worst {max(pairs):+.2f}"
         )
 

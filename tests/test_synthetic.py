@@ -18,6 +18,7 @@ from training.synthetic import (
     degradation_measures,
     measured_quality,
     simulate_ratings,
+    split_sources,
     true_quality,
 )
 
@@ -180,6 +181,22 @@ def test_same_seed_same_data_other_seed_other_split() -> None:
         for s in range(4)
     }
     assert len(splits) > 1
+
+
+def test_split_sources_names_the_photos_of_each_split_of_the_dataset() -> None:
+    names = list(available_source_photos())
+    for seed in (0, 2):
+        dataset = build_synthetic_dataset(seed=seed, image_size=16, crops_per_source=1, num_raters=3)
+        splits = split_sources(names, seed=seed)
+        assert {split: sorted(set(dataset[split]["source"])) for split in splits} == splits
+        assert sorted(sum(splits.values(), [])) == sorted(names)  # every photo in exactly one split
+    fixed = split_sources(names, num_val_sources=2, test_sources=["coffee"], seed=1)
+    assert fixed["test"] == ["coffee"] and len(fixed["validation"]) == 2 and "coffee" not in fixed["train"]
+    assert split_sources(list(reversed(names)), seed=1) == split_sources(names, seed=1)  # order does not matter
+    with pytest.raises(ValueError, match="missing: \\['nowhere'\\]"):
+        split_sources(names, test_sources=["nowhere"])
+    with pytest.raises(ValueError, match="at least one photo for training"):
+        split_sources(names[:3], num_val_sources=1, num_test_sources=2)
 
 
 def test_bad_arguments_raise() -> None:

@@ -427,6 +427,27 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     assert len(samples) == 6
 
 
+def test_pooled_spearman_ranks_levels_across_all_photos() -> None:
+    from training.quickstart import pooled_spearman
+
+    assert pooled_spearman([[5, 4, 3, 2, 1, 0]]) == pytest.approx(-1.0)
+    # Two photos, every score at a level above every score at the next: the most negative value two photos allow
+    # (the levels are tied across photos, the scores are not).
+    best_two = pooled_spearman([[5, 4, 3, 2, 1, 0], [4.5, 3.5, 2.5, 1.5, 0.5, -0.5]])
+    assert best_two == pytest.approx(-0.98945, abs=1e-5)
+    # Each photo ranked perfectly, but one photo scored far above the other: less than perfect.
+    offset = pooled_spearman([[15, 14, 13, 12, 11, 10], [5, 4, 3, 2, 1, 0]])
+    assert best_two < offset < -0.3
+    assert pooled_spearman([[0, 1, 2, 3, 4, 5], [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]]) == pytest.approx(-best_two)  # rising
+    # No ties: 1 - 6 sum d^2 / (n (n^2 - 1)) over the n = 6 pooled (level, score) pairs.
+    scores = [[3.0, 2.0, 2.5], [1.9, 1.0, 0.5]]
+    level_ranks = np.array([1.5, 3.5, 5.5, 1.5, 3.5, 5.5])  # levels 0, 1, 2 twice: tied ranks averaged
+    score_ranks = np.array([6, 4, 5, 3, 2, 1])
+    assert pooled_spearman(scores) == pytest.approx(np.corrcoef(level_ranks, score_ranks)[0, 1])
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        pooled_spearman([[1.0], [2.0]])
+
+
 @pytest.mark.parametrize(("split", "seed"), [(None, 0), ("1", 1), ("3", 3)])
 def test_quickstart_examples_come_from_the_runs_own_held_out_photos(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str | None, seed: int

@@ -20,10 +20,11 @@ and pipeline score s of every held-out photo p are pooled and ranked, ties avera
 
     rho = 1 - 6 sum_i d_i^2 / (n (n^2 - 1))   (no ties; scipy's spearmanr in general),
 
-d_i the difference of the two ranks of pair i and n = 6 x (number of photos). rho = -1 when every photo's score
-falls with the level *and* every photo's score at a level is above every photo's score at the next one; a model
-that ranks the levels of each photo but scores one photo far above another gets less. Level 0 is included, so
-the pristine photo must score above its mildest distortion too.
+d_i the difference of the two ranks of pair i and n = 6 x (number of photos). rho is most negative when every
+photo's score falls with the level *and* every photo's score at a level is above every photo's score at the next
+one: -1 for one photo, -0.99 for two (-0.9895: the levels are tied across photos, the scores are not). A model
+that ranks the levels of each photo but scores one photo far above another gets less. Level 0 is included, so the
+pristine photo must score above its mildest distortion too.
 
 Extra flags are passed to `training/train.py` (e.g. `--num_train_epochs 5`).
 """
@@ -167,7 +168,6 @@ def full_size_ranking(
     Spearman of (level, score) over all photos, level 0 included; see the module docstring)."""
     import numpy as np
     from PIL import Image
-    from scipy.stats import spearmanr
 
     from training.synthetic import available_source_photos, distort
 
@@ -190,11 +190,24 @@ def full_size_ranking(
         "spearman": {},
     }
     for kind, by_photo in scores.items():
-        rows = np.asarray(list(by_photo.values()))
-        result["mean"][kind] = rows.mean(axis=0).tolist()
-        pooled_levels = np.tile(np.arange(rows.shape[1]), rows.shape[0])
-        result["spearman"][kind] = float(spearmanr(pooled_levels, rows.reshape(-1))[0])
+        result["mean"][kind] = np.asarray(list(by_photo.values())).mean(axis=0).tolist()
+        result["spearman"][kind] = pooled_spearman(list(by_photo.values()))
     return result
+
+
+def pooled_spearman(scores_by_photo: Sequence[Sequence[float]]) -> float:
+    """The pooled Spearman correlation of level and score (module docstring): `scores_by_photo[p][l]` is photo
+    p's score at level l = 0..L (every photo the same number of levels); the pairs (l, score) of all photos are
+    ranked together, ties averaged. Most negative (-1 for one photo, -0.9895 for two) when every score at a
+    level is above every score at the next level."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    rows = np.asarray(scores_by_photo, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] < 2:
+        raise ValueError(f"scores_by_photo must be photos x levels with at least 2 levels, got shape {rows.shape}")
+    levels = np.tile(np.arange(rows.shape[1]), rows.shape[0])
+    return float(spearmanr(levels, rows.reshape(-1))[0])
 
 
 def format_ranking(ranking: Mapping[str, Any], protocol: str) -> str:
@@ -214,7 +227,7 @@ def format_ranking(ranking: Mapping[str, Any], protocol: str) -> str:
             per_photo = "  ".join(f"{ranking['scores'][kind][name][level]:20.2f}" for name in photos)
             lines.append(f"  {kind:<10} {level:5d}  {parameter:<14} {mean:6.2f}  {per_photo}")
     pooled = "   ".join(f"{kind} {rho:+.2f}" for kind, rho in ranking["spearman"].items())
-    lines.append(f"  Pooled Spearman of score and level 0-5, all photos (-1 = every level ranked): {pooled}")
+    lines.append(f"  Pooled Spearman of score and level 0-5, all photos (-0.99 = every level ranked): {pooled}")
     return "\n".join(lines)
 
 

@@ -129,6 +129,7 @@ __all__ = [
     "measured_quality",
     "quality_from_degradation",
     "simulate_ratings",
+    "split_sources",
     "true_quality",
 ]
 
@@ -551,9 +552,19 @@ def cut_crop_windows(
 # --- the dataset --------------------------------------------------------------------------------------
 
 
-def _split_sources(
-    names: list[str], num_val: int, num_test: int, seed: int, test_sources: Sequence[str] | None = None
+def split_sources(
+    names: Sequence[str],
+    *,
+    num_val_sources: int = 1,
+    num_test_sources: int = 2,
+    seed: int = 0,
+    test_sources: Sequence[str] | None = None,
 ) -> dict[str, list[str]]:
+    """The photos of each split, {"train", "validation", "test"} -> sorted names, as `build_synthetic_dataset`
+    splits `names` with the same arguments (module docstring, "Splits"): `num_test_sources` test and
+    `num_val_sources` validation photos drawn with `seed`, or the fixed `test_sources` and validation photos drawn
+    from the others. Raises ValueError when a split would be empty or a test photo is not among `names`."""
+    names, num_val, num_test = list(names), num_val_sources, num_test_sources
     if test_sources is not None:
         missing = sorted(set(test_sources) - set(names))
         if missing or not test_sources or num_val < 1 or len(names) < len(set(test_sources)) + num_val + 1:
@@ -702,7 +713,13 @@ def build_synthetic_dataset(
 
     photos = available_source_photos()
     test_photos = parameters.get("test_sources")
-    split_sources = _split_sources(list(photos), num_val_sources, num_test_sources, seed, test_photos)
+    photos_by_split = split_sources(
+        list(photos),
+        num_val_sources=num_val_sources,
+        num_test_sources=num_test_sources,
+        seed=seed,
+        test_sources=test_photos,
+    )
     rng = np.random.default_rng(seed)
     rater_bias = rng.normal(0.0, RATER_BIAS_STD, size=num_raters)
     features = datasets.Features(
@@ -722,7 +739,7 @@ def build_synthetic_dataset(
         (kind, level) for kind in parameters["distortions"] for level in range(1, NUM_LEVELS + 1)
     ]
     splits = {}
-    for split, names in split_sources.items():
+    for split, names in photos_by_split.items():
         rows: dict[str, list[Any]] = {key: [] for key in features}
         for name in names:
             # Training photos give more crops when each crop is shown in fewer conditions (`train_conditions`).
