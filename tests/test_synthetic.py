@@ -17,6 +17,7 @@ from training.synthetic import (
     build_synthetic_dataset,
     degradation_measures,
     measured_quality,
+    parse_crop_scales,
     simulate_ratings,
     split_sources,
     true_quality,
@@ -289,6 +290,20 @@ def test_crop_scales_share_out_the_crops() -> None:
     assert not np.array_equal(*first_pristine)  # a different scale gives different content
     with pytest.raises(ValueError, match="crop_scales"):
         build_synthetic_dataset(image_size=16, crop_scales=(0.5,))
+
+
+@pytest.mark.parametrize(
+    ("values", "parsed"),
+    [(["native"], ["native"]), (["2", 4, "native", 8.5], [2.0, 4.0, "native", 8.5]), ([1], [1.0])],
+)
+def test_parse_crop_scales_reads_numbers_written_as_text(values: list, parsed: list) -> None:
+    assert parse_crop_scales(values) == parsed
+
+
+@pytest.mark.parametrize("values", [[], ["half"], [0.5], ["nan"], [2.0, None], ["native", "-1"]])
+def test_parse_crop_scales_names_the_bad_list(values: list) -> None:
+    with pytest.raises(ValueError, match="crop_scales=.* must be non-empty, each a number >= 1"):
+        parse_crop_scales(values)
 
 
 def test_measured_quality_follows_the_visible_damage() -> None:

@@ -592,6 +592,7 @@ def parse_crop_scales(values: Sequence[float | str]) -> list[float | str]:
     """Crop scales as `build_synthetic_dataset` and `cut_crop_windows` take them: each a number >= 1 (the photo's
     short side in units of the crop size; numbers written as text, as YAML files and flags give them, are read as
     numbers) or `NATIVE`. Raises ValueError for an empty list or anything else."""
+    problem = f"crop_scales={list(values)} must be non-empty, each a number >= 1 (the crop must fit) or {NATIVE!r}"
     parsed: list[float | str] = []
     for value in values:
         if value == NATIVE:
@@ -602,14 +603,11 @@ def parse_crop_scales(values: Sequence[float | str]) -> list[float | str]:
         except (TypeError, ValueError):
             number = math.nan
         if not number >= 1:
-            break
+            raise ValueError(problem)
         parsed.append(number)
-    else:
-        if parsed:
-            return parsed
-    raise ValueError(
-        f"crop_scales={list(values)} must be non-empty, each a number >= 1 (the crop must fit) or {NATIVE!r}"
-    )
+    if not parsed:
+        raise ValueError(problem)
+    return parsed
 
 
 def build_synthetic_dataset(
