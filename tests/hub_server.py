@@ -891,6 +891,38 @@ def _make_handler(server: HubServer, storage: bool) -> type[BaseHTTPRequestHandl
 TEST_TOKEN = "hf_agqg_test_token"
 
 
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class ForeignHostError(RuntimeError):
+    """A test's Hub request went somewhere other than the test server (a stale endpoint somewhere)."""
+
+
+def _refuse_other_hosts(monkeypatch: Any, server: HubServer) -> None:
+    """Makes huggingface_hub's HTTP client (2.x: one shared `httpx` client from a factory) refuse every request to a
+    host other than this machine's, recording it in `server.unhandled_requests`: a stale endpoint fails at once
+    and by name, instead of sending the test token to huggingface.co and retrying for minutes offline.
+    huggingface_hub 0.x (requests) has no such factory and is left as it is."""
+    from huggingface_hub.utils import _http as hub_http
+
+    if not hasattr(hub_http, "set_client_factory"):
+        return
+    make_client = hub_http._GLOBAL_CLIENT_FACTORY
+
+    def refuse(request: Any) -> None:
+        if request.url.host not in _LOOPBACK_HOSTS:
+            server.unhandled_requests.append(f"{request.method} {request.url} (not the test Hub)")
+            raise ForeignHostError(f"a test request went to {request.url}; only the test Hub at {server.url} may")
+
+    def guarded_client() -> Any:
+        client = make_client()
+        client.event_hooks = {**client.event_hooks, "request": [refuse, *client.event_hooks["request"]]}
+        return client
+
+    hub_http.close_session()  # the next request makes a guarded client
+    monkeypatch.setattr(hub_http, "_GLOBAL_CLIENT_FACTORY", guarded_client)
+
+
 def use_hub_server(monkeypatch: Any, server: HubServer, hf_home: str | os.PathLike) -> dict[str, str]:
     """Points huggingface_hub, datasets and subprocesses at `server` for one test, with `monkeypatch`.
 
@@ -938,6 +970,11 @@ def use_hub_server(monkeypatch: Any, server: HubServer, hf_home: str | os.PathLi
         transformers_hub = None
     if transformers_hub is not None and hasattr(transformers_hub, "_is_offline_mode"):
         monkeypatch.setattr(transformers_hub, "_is_offline_mode", False)
+    # transformers >= 5.24 keeps one HfApi for the process (`transformers.utils.hub.hf_api()`), made with the endpoint
+    # of its first call: an earlier test would leave it pointing at huggingface.co. Start a fresh one for this test.
+    if transformers_hub is not None and hasattr(transformers_hub, "_hf_api"):
+        monkeypatch.setattr(transformers_hub, "_hf_api", None)
+    _refuse_other_hosts(monkeypatch, server)
     # fsspec reuses HfFileSystem instances made with the same arguments, which would keep an earlier endpoint.
     HfFileSystem.clear_instance_cache()
     # huggingface_hub's module-level functions (`upload_file`, `create_repo`, ...) are methods of one HfApi made at
