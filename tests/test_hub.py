@@ -435,6 +435,9 @@ def test_push_interrupted_mid_upload_then_retry_completes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs with Ctrl-C ignored and children inherit that (Python then never raises
+        # KeyboardInterrupt): give the push the terminal's default, whatever the test run inherited.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert held.reached.wait(timeout=120), "the push never reached the large-file upload"
