@@ -7,8 +7,9 @@ measurement: for every photo, distortion and level of `RANKING_LEVELS` it distor
 crop grid (`modeling_agqg.views_agqg.crop_grid`) from the pristine and the distorted photo, averages the measured
 quality of the crops (4.6 for the photo as shipped), and reports the pooled Spearman of score and level
 (`training.quickstart.pooled_spearman`) for the test photos of a synthetic split (`--split`, default 0: the
-quickstart's two held-out photos, `training.synthetic.split_sources`) and for every pair of photos. A model that learnt its labels perfectly
-would score this; the gap to the quickstart's own table is what the tiny model does not learn.
+quickstart's two held-out photos, `training.synthetic.split_sources`) and for every pair of photos. A model that
+learnt its labels perfectly would score this; the gap to the quickstart's own table is what the tiny model does not
+learn.
 
     python benchmarks/quickstart_oracle.py                 # 32-pixel crops, as the quickstart's model
     python benchmarks/quickstart_oracle.py --crop-size 16  # the previous quickstart's crops
