@@ -448,6 +448,23 @@ def test_pooled_spearman_ranks_levels_across_all_photos() -> None:
         pooled_spearman([[1.0], [2.0]])
 
 
+@pytest.mark.parametrize(("num_photos", "best"), [(1, "-1.00"), (2, "-0.98"), (3, "-0.97")])
+def test_ranking_table_states_the_best_value_for_its_number_of_photos(num_photos: int, best: str) -> None:
+    from training.quickstart import format_ranking, pooled_spearman
+
+    photos = [f"photo{p}" for p in range(num_photos)]
+    rows = {name: [3.0 - 0.1 * level - 0.01 * p for level in range(4)] for p, name in enumerate(photos)}
+    ranking = {
+        "photos": photos,
+        "levels": {"blur": [0.0, 1.0, 2.0, 4.0]},
+        "scores": {"blur": rows},
+        "mean": {"blur": np.mean(list(rows.values()), axis=0).tolist()},
+        "spearman": {"blur": pooled_spearman(list(rows.values()))},
+    }
+    legend = format_ranking(ranking, "crops").splitlines()[-1]  # 4 levels: the best value is not -0.99
+    assert f"level 0-3, all photos ({best} = every level ranked): blur {best}" in legend
+
+
 @pytest.mark.parametrize(("split", "seed"), [(None, 0), ("1", 1), ("3", 3)])
 def test_quickstart_examples_come_from_the_runs_own_held_out_photos(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: str | None, seed: int

@@ -227,7 +227,13 @@ def format_ranking(ranking: Mapping[str, Any], protocol: str) -> str:
             per_photo = "  ".join(f"{ranking['scores'][kind][name][level]:20.2f}" for name in photos)
             lines.append(f"  {kind:<10} {level:5d}  {parameter:<14} {mean:6.2f}  {per_photo}")
     pooled = "   ".join(f"{kind} {rho:+.2f}" for kind, rho in ranking["spearman"].items())
-    lines.append(f"  Pooled Spearman of score and level 0-5, all photos (-0.99 = every level ranked): {pooled}")
+    # The legend's best value depends on the number of photos (levels are tied across photos): a perfect table.
+    num_levels = len(next(iter(ranking["mean"].values())))
+    best = pooled_spearman([[-(level * len(photos) + p) for level in range(num_levels)] for p in range(len(photos))])
+    lines.append(
+        f"  Pooled Spearman of score and level 0-{num_levels - 1}, all photos ({best:+.2f} = every level ranked): "
+        + pooled
+    )
     return "\n".join(lines)
 
 
