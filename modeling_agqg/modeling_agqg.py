@@ -495,7 +495,23 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
 
     def get_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Normalised image embeddings, (B, 3, H, W) -> (B, D). SigLIP 2 views are patchified first
-        (`backbones_agqg.patchify`)."""
+        (`backbones_agqg.patchify`).
+
+        The vision tower runs once per run of consecutive views that are equal pixel for pixel, and each view
+        gets the embedding of its own pixels: the crop grid of an image no larger than a crop repeats one window
+        N times (a 32-pixel crop under the quickstart's 64-crop protocol), and neighbouring grid positions
+        coincide on an image barely larger than a crop. Views whose own gradient is wanted
+        (`pixel_values.requires_grad`, e.g. `score_pixels`) are all encoded: two equal windows from different
+        places of an image have different pixels to send their gradients to."""
+        if pixel_values.requires_grad or pixel_values.shape[0] < 2:
+            return self._encode_images(pixel_values)
+        _, inverse, counts = torch.unique_consecutive(pixel_values, dim=0, return_inverse=True, return_counts=True)
+        if counts.shape[0] == pixel_values.shape[0]:
+            return self._encode_images(pixel_values)
+        first = torch.cumsum(counts, 0) - counts  # the first view of each run
+        return self._encode_images(pixel_values[first])[inverse]
+
+    def _encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.backbone_adapter.image_features(self.backbone, pixel_values), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -291,6 +291,40 @@ def test_the_model_combines_views_per_image_and_scores_the_combination(tokenizer
     assert torch.allclose(output.loss, (output.score - labels).abs().mean())
 
 
+@pytest.mark.parametrize("size", [(32, 32), (32, 33), (47, 33)])
+def test_repeated_views_are_encoded_once_with_the_same_result(tokenizer, size: tuple[int, int]) -> None:
+    """An image of the crop's size gives the grid one window N times (the quickstart's 32-pixel test crops under
+    64 crops); an image a few pixels larger repeats neighbouring positions. The vision tower runs once per run of
+    equal consecutive views (in `forward` and in the evaluation's `get_image_embeds`), and every score is the one
+    of encoding all views; views whose gradient is wanted are all encoded."""
+    model = make_tiny_model(tokenizer, view_protocol="crops:16").eval()
+    protocol, spec = model.view_protocol(), model.pixel_spec()
+    images = [_smooth_image(*size, seed=s) for s in range(3)]
+    pixels = torch.cat([make_views(image, protocol, spec) for image in images])
+    distinct = int(torch.unique_consecutive(pixels, dim=0).shape[0])
+    encoded: list[int] = []
+    encode = model._encode_images
+
+    def counting(views: torch.Tensor) -> torch.Tensor:
+        encoded.append(views.shape[0])
+        return encode(views)
+
+    model._encode_images = counting  # type: ignore[method-assign]
+    with torch.no_grad():
+        output = model(pixel_values=pixels, num_views=protocol.num_views())
+        reference = model.score_image_embeds(encode(pixels), num_views=protocol.num_views())  # no sharing
+    assert encoded == [distinct] and distinct < pixels.shape[0]
+    if size == (32, 32):
+        assert distinct == len(images)  # one window per image
+    assert torch.allclose(output.score, reference.score, atol=1e-6)
+    assert torch.allclose(output.grade_probs, reference.grade_probs, atol=1e-6)
+
+    encoded.clear()
+    wanted = pixels.clone().requires_grad_(True)
+    model(pixel_values=wanted, num_views=protocol.num_views()).score.sum().backward()
+    assert encoded == [pixels.shape[0]] and wanted.grad is not None and bool((wanted.grad != 0).any(-1).all())
+
+
 # --- bounded memory ----------------------------------------------------------------------------------------------
 
 
