@@ -358,7 +358,11 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     model folder saved with the native-resolution crop protocol, eval_results.json, plots, TensorBoard logs,
     rotated checkpoints, pipeline scoring, the full-size ranking table, one synthetic notice, consistent timing and
     the one-line change for real data."""
-    from training.quickstart import QUICKSTART_VIEW_PROTOCOL, RANKING_FILE, RANKING_LEVELS
+    import yaml
+
+    from modeling_agqg.views_agqg import ViewProtocol
+    from training.options import CONFIG_DIR
+    from training.quickstart import RANKING_FILE, RANKING_LEVELS
     from training.quickstart import main as quickstart
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -385,9 +389,12 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     for name in ("config.json", "model.safetensors", "modeling_agqg.py", "configuration_agqg.py", "pipeline_agqg.py",
                  "views_agqg.py", "eval_results.json", "train_config.yaml"):  # fmt: skip
         assert (model_dir / name).is_file(), name
-    # The saved model scores images on native-resolution crops of its input size (32 px in this shrunk run).
-    protocol = json.loads((model_dir / "config.json").read_text())["view_protocol"]
-    assert protocol == {**QUICKSTART_VIEW_PROTOCOL, "crop_size": 32}
+    # train.py saved the protocol quickstart.yaml trains and evaluates with: native-resolution crops of the
+    # model's input size (crop_size left open: 32 px in this shrunk run).
+    protocol = ViewProtocol.from_dict(json.loads((model_dir / "config.json").read_text())["view_protocol"])
+    configured = yaml.safe_load((CONFIG_DIR / "quickstart.yaml").read_text())["view_protocol"]
+    assert protocol == ViewProtocol.parse(configured)
+    assert (protocol.scheme, protocol.num_crops, protocol.train_crops, protocol.crop_size) == ("crops", 64, 1, None)
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["synthetic"] is True and results["base_model"] is None
     assert results["model_name"] == "agqg-tiny-synthetic-quickstart"
@@ -399,7 +406,7 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
 
     # The full-size ranking: the held-out test photos, every distortion at levels 0..5, a pooled Spearman each.
     ranking = json.loads((out / RANKING_FILE).read_text())
-    assert ranking["view_protocol"] == protocol
+    assert ranking["view_protocol"] == protocol.with_crop_size(32).to_dict()
     import datasets
 
     held_out = datasets.load_from_disk(str(out / "synthetic_data"))
@@ -422,7 +429,8 @@ def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixt
     assert [h["epoch"] for h in history] == [0, 1]
     resolved = parse_args(["--config", str(out / "train_config.yaml")])
     assert resolved.training.num_train_epochs == 2 and resolved.data.hflip and resolved.training.freeze_text_tower
-    assert json.loads((out / "run_info.json").read_text())["num_processes"] == 1
+    run_info = json.loads((out / "run_info.json").read_text())
+    assert run_info["num_processes"] == 1 and run_info["view_protocol"] == protocol.with_crop_size(32).to_dict()
     samples = sorted((out / "samples").glob("*.png"))
     assert len(samples) == 6
 

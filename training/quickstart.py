@@ -5,9 +5,10 @@ r"""The offline quickstart: one command, no downloads, a few minutes on a laptop
 1. builds the synthetic quality dataset (real photographs shipped with scikit-image and matplotlib, distorted
    at graded strengths; MOS from simulated raters), holding out whole source photos for validation and test;
 2. trains a tiny CLIP + AGQG from scratch with `accelerate launch training/train.py --config quickstart.yaml`;
-3. evaluates the best model on the held-out photos and saves the complete remote-code folder, whose view
-   protocol (`QUICKSTART_VIEW_PROTOCOL`) scores any image on crops of the model's input size at the image's own
-   resolution, the resolution the training crops' pixels have;
+3. evaluates the best model on the held-out photos and saves the complete remote-code folder with the view
+   protocol it was trained and evaluated with (`view_protocol` in quickstart.yaml): any image is scored on
+   crops of the model's input size at the image's own resolution, the resolution the training crops' pixels
+   have;
 4. scores a few held-out images through `pipeline("image-quality", model=folder, trust_remote_code=True)`;
 5. scores the held-out photos *at their full size*, each made blurrier, noisier and more compressed in five steps
    (`RANKING_LEVELS`), through the same pipeline, and prints the mean score per distortion and level with the
@@ -48,16 +49,6 @@ from training.train import REAL_RUN_HINT, SYNTHETIC_NOTICE
 
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
 RANKING_FILE = "full_size_ranking.json"
-
-QUICKSTART_VIEW_PROTOCOL: dict[str, Any] = {
-    "scheme": "crops",
-    "num_crops": 64,
-    "train_crops": 1,
-    "include_resized": False,
-}
-"""The view protocol the quickstart model is saved with (`views_agqg.ViewProtocol`): 64 crops of the model's
-input size (`crop_size` is filled in with it) on an even grid over the image at its own resolution, no resized
-whole-image view (at 32 pixels a whole photograph keeps none of the pixel-scale damage), scores averaged."""
 
 RANKING_LEVELS: dict[str, tuple[float, ...]] = {
     "blur": (0.5, 1.0, 2.0, 4.0, 8.0),
@@ -103,26 +94,6 @@ def run_training(command: Sequence[str], env: Mapping[str, str]) -> tuple[int, f
             sys.stdout.write(line)
             sys.stdout.flush()
     return process.returncode, loop_seconds
-
-
-def set_view_protocol(model_dir: Path, protocol: Mapping[str, Any]) -> dict[str, Any]:
-    """Writes `protocol` (its `crop_size` defaulting to the model's input size) into the saved model's
-    `config.json`, unless the training run already saved a protocol of its own other than the default `resize`;
-    returns the protocol the model folder now has."""
-    from modeling_agqg.views_agqg import ViewProtocol
-
-    config_path = model_dir / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    saved = ViewProtocol.parse(config.get("view_protocol") or "resize")
-    if saved.scheme != "resize":
-        return saved.to_dict()
-    # The test crops are exactly the input size, where resizing and cropping give the same single view: the
-    # metrics the run measured under `resize` hold under this protocol too.
-    backbone = config.get("backbone_config") or config["clip_config"]  # older folders: the CLIP config's old name
-    wanted = ViewProtocol.parse(dict(protocol)).with_crop_size(int(backbone["vision_config"]["image_size"]))
-    config["view_protocol"] = wanted.to_dict()
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return wanted.to_dict()
 
 
 def held_out_test_split(model_dir: Path, output_dir: Path) -> Any:
@@ -268,22 +239,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transformers import pipeline
 
     model_dir = output_dir / "model"
-    protocol = set_view_protocol(model_dir, QUICKSTART_VIEW_PROTOCOL)
     results = json.loads((model_dir / EVAL_RESULTS_FILE).read_text(encoding="utf-8"))
     scorer = pipeline("image-quality", model=str(model_dir), trust_remote_code=True)
+    protocol = scorer.model.view_protocol()  # the saved protocol, its crop size filled in with the input size
     test = held_out_test_split(model_dir, output_dir)
     examples = score_examples(scorer, test, output_dir)
     ranking = full_size_ranking(scorer, sorted(set(test["source"])))
-    (output_dir / RANKING_FILE).write_text(json.dumps({"view_protocol": protocol, **ranking}, indent=2) + "\n")
+    report = {"view_protocol": protocol.to_dict(), **ranking}
+    (output_dir / RANKING_FILE).write_text(json.dumps(report, indent=2) + "\n")
     total_seconds = time.perf_counter() - started
-
-    from modeling_agqg.views_agqg import ViewProtocol
 
     print(f"\nHeld-out images scored with pipeline('image-quality', model={str(model_dir)!r}, trust_remote_code=True):")
     print(f"  {'file':<44} {'MOS':>5} {'score':>6}  grade")
     for row in examples:
         print(f"  {Path(str(row['file'])).name:<44} {row['mos']:5.2f} {row['score']:6.2f}  {row['grade']}")
-    print("\n" + format_ranking(ranking, ViewProtocol.from_dict(protocol).describe()))
+    print("\n" + format_ranking(ranking, protocol.describe()))
     print("\nEvaluation of the best model on the synthetic crops (source photos never seen in training):")
     for entry in results["results"]:
         metrics = entry["metrics"]
