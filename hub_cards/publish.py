@@ -487,7 +487,8 @@ def push(
     report.redacted = [f"{name}: {', '.join(fields)}" for name, fields in sorted(redactions.items())]
     digests = {path: _file_digests(source) for path, source in contents.items()}
     try:
-        _validate_card_on_hub(api, card, model_dir / CARD_FILE if not generated_card else "the generated README.md")
+        shown_as = model_dir / CARD_FILE if not generated_card else "the generated README.md"
+        validate_card_on_hub(card, "model", endpoint=api.endpoint, shown_as=shown_as)
         if code_repo is not None:
             report.code_revision = _push_code(api, code_repo, code, private=private, token=token)
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model", token=token)
@@ -583,19 +584,35 @@ def _pinned_commit(
     return match.group(1) if same else head
 
 
-def _validate_card_on_hub(api: HfApi, card: bytes, shown_as: str | os.PathLike) -> None:
-    """Asks the Hub whether it accepts the card's metadata (`POST /api/validate-yaml`, what `ModelCard.validate`
-    calls, here at this push's endpoint). It creates nothing, so a refused card leaves no empty repository behind.
+def validate_card_on_hub(
+    card: str | bytes,
+    repo_type: str = "model",
+    *,
+    endpoint: str | None = None,
+    shown_as: str | os.PathLike = "the card",
+) -> None:
+    """Asks the Hub whether it accepts a card's metadata: `POST {endpoint}/api/validate-yaml`, what
+    `RepoCard.validate` calls, but at `endpoint` (default: huggingface_hub's, i.e. `HF_ENDPOINT`), which
+    huggingface_hub 0.x's `validate` ignores (it posts to huggingface.co). It creates nothing, so `push` and
+    `push_dataset` call it before creating a repository: a refused card leaves no empty repository behind.
+
+    Args:
+        card: The card's text (README.md with its YAML metadata).
+        repo_type: `model`, `dataset` or `space`: the Hub checks each kind's metadata.
+        endpoint: The Hub to ask.
+        shown_as: How a refusal names the card (a path, or a description).
 
     Raises:
         CardError: the Hub refuses the metadata (the message is the Hub's, on one line).
         HfHubHTTPError: the Hub could not be asked.
     """
+    from huggingface_hub import constants
     from huggingface_hub.utils import get_session, hf_raise_for_status
 
+    text = card.decode("utf-8", errors="replace") if isinstance(card, bytes) else card
     response = get_session().post(
-        f"{api.endpoint}/api/validate-yaml",
-        json={"repoType": "model", "content": card.decode("utf-8", errors="replace")},
+        f"{(endpoint or constants.ENDPOINT).rstrip('/')}/api/validate-yaml",
+        json={"repoType": repo_type, "content": text},
         headers={"Accept": "text/plain"},
     )
     if response.status_code == 400:
@@ -615,13 +632,19 @@ def push_dataset(
 ) -> Any:
     """Publishes a `datasets.Dataset`/`DatasetDict` with its dataset card (see `cards.render_dataset_card`).
 
-    The card goes up first so that `dataset.push_to_hub`, which merges its `dataset_info` and `configs` metadata into
-    an existing `README.md`, keeps the card's text. Check that the data's licence allows redistribution.
+    The card's metadata is validated by the Hub before the repository is created (`validate_card_on_hub`), and
+    the card goes up first so that `dataset.push_to_hub`, which merges its `dataset_info` and `configs` metadata
+    into an existing `README.md`, keeps the card's text. Check that the data's licence allows redistribution.
 
     Returns:
         What `dataset.push_to_hub` returns (the commit info).
+
+    Raises:
+        CardError: the Hub refuses the card's metadata (nothing was created).
     """
     api = HfApi(token=token)
+    if card is not None:
+        validate_card_on_hub(str(card), "dataset", endpoint=api.endpoint, shown_as="the dataset card")
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=token)
     if card is not None:
         # Through this HfApi (not `card.push_to_hub`, whose client is fixed when huggingface_hub is imported); the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 from conftest import make_tiny_model
 from hub_server import HubServer, use_hub_server, validate_card_metadata
@@ -23,6 +24,7 @@ from hub_cards import (
     write_model_card,
 )
 from hub_cards.cards import BaseModelSource, base_model_source
+from hub_cards.publish import validate_card_on_hub
 
 REAL_RESULTS = {
     "model_name": "agqg-clip-b16-agiqa3k",
@@ -288,14 +290,20 @@ def test_hub_validation_accepts_our_cards_and_rejects_bad_metadata(
 ) -> None:
     folder = _saved(tokenizer, tmp_path / "model", REAL_RESULTS)
     card = render_model_card(folder, repo_id="someone/agqg")
+    bad_task = str(card).replace("pipeline_tag: other", "pipeline_tag: image-quality")
+    bad_licence = str(card).replace("license: apache-2.0", "license: apache2")
     with HubServer() as server:
         use_hub_server(monkeypatch, server, tmp_path / "hf_home")
-        card.validate()  # huggingface_hub's validation: POST /api/validate-yaml
-        bad = ModelCard(str(card).replace("pipeline_tag: other", "pipeline_tag: image-quality"))
-        with pytest.raises(ValueError, match="pipeline_tag"):
-            bad.validate()
-        with pytest.raises(ValueError, match="license"):
-            ModelCard(str(card).replace("license: apache-2.0", "license: apache2")).validate()
+        # POST /api/validate-yaml at the configured endpoint (what `push` asks before creating anything).
+        validate_card_on_hub(str(card), "model")
+        with pytest.raises(CardError, match=r"README\.md: the Hub refuses the card's metadata: .*pipeline_tag"):
+            validate_card_on_hub(bad_task, "model", shown_as="README.md")
+        with pytest.raises(CardError, match="license"):
+            validate_card_on_hub(bad_licence.encode(), "model")
+        if not huggingface_hub.__version__.startswith("0."):  # 0.x's own validate posts to huggingface.co
+            card.validate()  # huggingface_hub's validation, the same request
+            with pytest.raises(ValueError, match="pipeline_tag"):
+                ModelCard(bad_task).validate()
         assert server.unhandled_requests == []
     # The same checks, offline, on malformed metadata the card classes would not even build.
     assert validate_card_metadata("---\ntags: [1, 2]\n---\n", "model")
@@ -334,7 +342,10 @@ def test_dataset_card_describes_splits_columns_and_scale(tmp_path: Path, monkeyp
     assert "**[1.5, 4]**" in str(synthetic) and "observed range" in str(synthetic)
     with HubServer() as server:
         use_hub_server(monkeypatch, server, tmp_path / "hf_home")
-        DatasetCard(str(synthetic)).validate()
+        validate_card_on_hub(str(synthetic), "dataset")
+        if not huggingface_hub.__version__.startswith("0."):
+            DatasetCard(str(synthetic)).validate()
+        assert server.unhandled_requests == []
 
     with pytest.raises(CardError, match="no 'mos' column"):
         render_dataset_card(table.remove_columns("mos"), repo_id="a/b", pretty_name="B", license="mit")

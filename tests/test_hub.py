@@ -820,6 +820,20 @@ def test_dataset_push_to_hub_and_load_dataset_round_trip(hub: HubServer, tmp_pat
             assert row["prompt"] == f"a cat number {index}"
 
 
+def test_dataset_push_with_a_refused_card_creates_nothing(hub: HubServer) -> None:
+    import datasets
+
+    from hub_cards import CardError, render_dataset_card
+    from hub_cards.publish import push_dataset
+
+    table = datasets.Dataset.from_dict({"mos": [1.5, 4.0], "prompt": ["a", "b"]})
+    card = render_dataset_card(table, repo_id="agqg-tester/refused", pretty_name="R", license="mit", mos_range=(1, 5))
+    refused = type(card)(str(card).replace("license: mit", "license: not-a-licence"))
+    with pytest.raises(CardError, match="the dataset card: the Hub refuses the card's metadata: .*license"):
+        push_dataset(table, "agqg-tester/refused", card=refused)
+    assert ("dataset", "agqg-tester/refused") not in hub.repos
+
+
 def _accepts_connections(url: str) -> bool:
     import socket
 
