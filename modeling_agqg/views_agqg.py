@@ -634,12 +634,18 @@ def _crop_views(
             _uint8_chw(_resized_crop(image, (height, width), (top, left, size, size), spec.resample))
             for top, left in corners
         ]
+        views = spec.normalize(torch.stack(crops))
     else:
         if enlarged:
             image = image.resize((width, height), resample=spec.resample)
         pixels = _uint8_chw(image)
-        crops = [pixels[:, top : top + size, left : left + size] for top, left in corners]
-    views = spec.normalize(torch.stack(crops))
+        # When the crops hold more pixels than the image (a small image, overlapping crops), normalising the image
+        # once is less work; the normalisation is elementwise, so the values are the same either way.
+        image_first = height * width <= len(corners) * size * size
+        source = spec.normalize(pixels) if image_first else pixels
+        views = torch.stack([source[:, top : top + size, left : left + size] for top, left in corners])
+        if not image_first:
+            views = spec.normalize(views)
     if protocol.include_resized:
         views = torch.cat([views, resized_view(original, spec).unsqueeze(0)])
     return views
