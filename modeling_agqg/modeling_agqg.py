@@ -505,11 +505,14 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         places of an image have different pixels to send their gradients to."""
         if pixel_values.requires_grad or pixel_values.shape[0] < 2:
             return self._encode_images(pixel_values)
-        _, inverse, counts = torch.unique_consecutive(pixel_values, dim=0, return_inverse=True, return_counts=True)
-        if counts.shape[0] == pixel_values.shape[0]:
+        # Elementwise comparisons (any device and dtype), not torch.unique_consecutive(dim=0).
+        flat = pixel_values.flatten(1)
+        starts = torch.ones(flat.shape[0], dtype=torch.bool, device=flat.device)
+        starts[1:] = (flat[1:] != flat[:-1]).any(1)  # a view that differs from the one before starts a run
+        if bool(starts.all()):
             return self._encode_images(pixel_values)
-        first = torch.cumsum(counts, 0) - counts  # the first view of each run
-        return self._encode_images(pixel_values[first])[inverse]
+        run_of_view = torch.cumsum(starts.long(), 0) - 1
+        return self._encode_images(pixel_values[starts])[run_of_view]
 
     def _encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.backbone_adapter.image_features(self.backbone, pixel_values), dim=-1)
