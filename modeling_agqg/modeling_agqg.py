@@ -493,17 +493,19 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         """The backbone parameters the image embeddings depend on (vision tower and, for CLIP, its projection)."""
         return [p for module in self.backbone_adapter.vision_modules(self.backbone) for p in module.parameters()]
 
-    def get_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def get_image_embeds(self, pixel_values: torch.Tensor, num_views: int = 1) -> torch.Tensor:
         """Normalised image embeddings, (B, 3, H, W) -> (B, D). SigLIP 2 views are patchified first
         (`backbones_agqg.patchify`).
 
-        The vision tower runs once per run of consecutive views that are equal pixel for pixel, and each view
-        gets the embedding of its own pixels: the crop grid of an image no larger than a crop repeats one window
-        N times (a 32-pixel crop under the quickstart's 64-crop protocol), and neighbouring grid positions
-        coincide on an image barely larger than a crop. Views whose own gradient is wanted
-        (`pixel_values.requires_grad`, e.g. `score_pixels`) are all encoded: two equal windows from different
-        places of an image have different pixels to send their gradients to."""
-        if pixel_values.requires_grad or pixel_values.shape[0] < 2:
+        When images come as `num_views` > 1 views each and nothing is differentiated (`torch.is_grad_enabled()`
+        is False: evaluation, the pipeline, `score()`), the vision tower runs once per run of consecutive views
+        that are equal pixel for pixel, and each view gets the embedding of its own pixels: the crop grid of an
+        image no larger than a crop repeats one window N times (a 32-pixel crop under the quickstart's 64-crop
+        protocol), and neighbouring grid positions coincide on an image barely larger than a crop. Training
+        steps and `score_pixels` encode every view: their random crops rarely repeat, the check would cost a
+        device synchronisation per step, and two equal windows from different places of an image have
+        different pixels to send their gradients to."""
+        if num_views < 2 or torch.is_grad_enabled() or pixel_values.shape[0] < 2:
             return self._encode_images(pixel_values)
         # Elementwise comparisons (any device and dtype), not torch.unique_consecutive(dim=0).
         flat = pixel_values.flatten(1)
@@ -708,7 +710,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             return_dict: Return an `AGQGOutput` (default) or a tuple.
         """
         return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
-        image_embeds = self.get_image_embeds(pixel_values)
+        image_embeds = self.get_image_embeds(pixel_values, num_views=num_views)
         output = self.score_image_embeds(
             image_embeds, input_ids, attention_mask, labels, num_views=num_views, view_aggregation=view_aggregation
         )

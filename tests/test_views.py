@@ -296,7 +296,8 @@ def test_repeated_views_are_encoded_once_with_the_same_result(tokenizer, size: t
     """An image of the crop's size gives the grid one window N times (the quickstart's 32-pixel test crops under
     64 crops); an image a few pixels larger repeats neighbouring positions. The vision tower runs once per run of
     equal consecutive views (in `forward` and in the evaluation's `get_image_embeds`), and every score is the one
-    of encoding all views; views whose gradient is wanted are all encoded."""
+    of encoding all views. With gradients enabled (a training step, views whose gradient is wanted) every view is
+    encoded."""
     model = make_tiny_model(tokenizer, view_protocol="crops:16").eval()
     protocol, spec = model.view_protocol(), model.pixel_spec()
     images = [_smooth_image(*size, seed=s) for s in range(3)]
@@ -318,6 +319,10 @@ def test_repeated_views_are_encoded_once_with_the_same_result(tokenizer, size: t
         assert distinct == len(images)  # one window per image
     assert torch.allclose(output.score, reference.score, atol=1e-6)
     assert torch.allclose(output.grade_probs, reference.grade_probs, atol=1e-6)
+
+    encoded.clear()
+    model(pixel_values=pixels, num_views=protocol.num_views(), labels=torch.ones(len(images))).loss.backward()
+    assert encoded == [pixels.shape[0]]  # a training step: no check on the hot path
 
     encoded.clear()
     wanted = pixels.clone().requires_grad_(True)

@@ -71,7 +71,7 @@ def score_batch(
     inputs = model_inputs(batch)
     embeds = inputs.pop("image_embeds", None)
     if embeds is None:
-        embeds = model.get_image_embeds(inputs.pop("pixel_values"))
+        embeds = model.get_image_embeds(inputs.pop("pixel_values"), num_views=num_views)
     prompts = {key: inputs[key] for key in ("input_ids", "attention_mask") if key in inputs}
     output = model.score_image_embeds(embeds, num_views=num_views, view_aggregation=protocol.aggregation, **prompts)
     grade_probs = output.grade_probs
