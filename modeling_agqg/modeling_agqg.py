@@ -493,31 +493,32 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
         """The backbone parameters the image embeddings depend on (vision tower and, for CLIP, its projection)."""
         return [p for module in self.backbone_adapter.vision_modules(self.backbone) for p in module.parameters()]
 
-    def get_image_embeds(self, pixel_values: torch.Tensor, num_views: int = 1) -> torch.Tensor:
+    def get_image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Normalised image embeddings, (B, 3, H, W) -> (B, D). SigLIP 2 views are patchified first
-        (`backbones_agqg.patchify`).
+        (`backbones_agqg.patchify`)."""
+        return F.normalize(self.backbone_adapter.image_features(self.backbone, pixel_values), dim=-1)
 
-        When images come as `num_views` > 1 views each and nothing is differentiated (`torch.is_grad_enabled()`
-        is False: evaluation, the pipeline, `score()`), the vision tower runs once per run of consecutive views
-        that are equal pixel for pixel, and each view gets the embedding of its own pixels: the crop grid of an
-        image no larger than a crop repeats one window N times (a 32-pixel crop under the quickstart's 64-crop
-        protocol), and neighbouring grid positions coincide on an image barely larger than a crop. Training
-        steps and `score_pixels` encode every view: their random crops rarely repeat, the check would cost a
-        device synchronisation per step, and two equal windows from different places of an image have
-        different pixels to send their gradients to."""
+    def get_view_embeds(self, pixel_values: torch.Tensor, num_views: int = 1) -> torch.Tensor:
+        """`get_image_embeds` of (B*V, 3, H, W) views, V = `num_views` per image, -> (B*V, D).
+
+        When images come as V > 1 views each and nothing is differentiated (`torch.is_grad_enabled()` is False:
+        evaluation, the pipeline, `score()`), `get_image_embeds` runs once per run of consecutive views that are
+        equal pixel for pixel, and each view gets the embedding of its own pixels: the crop grid of an image no
+        larger than a crop repeats one window N times (a 32-pixel crop under the quickstart's 64-crop protocol),
+        and neighbouring grid positions coincide on an image barely larger than a crop. Training steps and
+        `score_pixels` encode every view: their random crops rarely repeat, the check would cost a device
+        synchronisation per step, and two equal windows from different places of an image have different pixels
+        to send their gradients to."""
         if num_views < 2 or torch.is_grad_enabled() or pixel_values.shape[0] < 2:
-            return self._encode_images(pixel_values)
+            return self.get_image_embeds(pixel_values)
         # Elementwise comparisons (any device and dtype), not torch.unique_consecutive(dim=0).
         flat = pixel_values.flatten(1)
         starts = torch.ones(flat.shape[0], dtype=torch.bool, device=flat.device)
         starts[1:] = (flat[1:] != flat[:-1]).any(1)  # a view that differs from the one before starts a run
         if bool(starts.all()):
-            return self._encode_images(pixel_values)
+            return self.get_image_embeds(pixel_values)
         run_of_view = torch.cumsum(starts.long(), 0) - 1
-        return self._encode_images(pixel_values[starts])[run_of_view]
-
-    def _encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.backbone_adapter.image_features(self.backbone, pixel_values), dim=-1)
+        return self.get_image_embeds(pixel_values[starts])[run_of_view]
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised text embeddings, (N, L) -> (N, D). The mask reaches the tower only for backbones trained
@@ -710,7 +711,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             return_dict: Return an `AGQGOutput` (default) or a tuple.
         """
         return_dict = return_dict if return_dict is not None else getattr(self.config, "return_dict", True)
-        image_embeds = self.get_image_embeds(pixel_values, num_views=num_views)
+        image_embeds = self.get_view_embeds(pixel_values, num_views=num_views)
         output = self.score_image_embeds(
             image_embeds, input_ids, attention_mask, labels, num_views=num_views, view_aggregation=view_aggregation
         )

@@ -295,7 +295,7 @@ def test_the_model_combines_views_per_image_and_scores_the_combination(tokenizer
 def test_repeated_views_are_encoded_once_with_the_same_result(tokenizer, size: tuple[int, int]) -> None:
     """An image of the crop's size gives the grid one window N times (the quickstart's 32-pixel test crops under
     64 crops); an image a few pixels larger repeats neighbouring positions. The vision tower runs once per run of
-    equal consecutive views (in `forward` and in the evaluation's `get_image_embeds`), and every score is the one
+    equal consecutive views (`get_view_embeds`, in `forward` and in the evaluation), and every score is the one
     of encoding all views. With gradients enabled (a training step, views whose gradient is wanted) every view is
     encoded."""
     model = make_tiny_model(tokenizer, view_protocol="crops:16").eval()
@@ -304,13 +304,13 @@ def test_repeated_views_are_encoded_once_with_the_same_result(tokenizer, size: t
     pixels = torch.cat([make_views(image, protocol, spec) for image in images])
     distinct = int(torch.unique_consecutive(pixels, dim=0).shape[0])
     encoded: list[int] = []
-    encode = model._encode_images
+    encode = model.get_image_embeds
 
     def counting(views: torch.Tensor) -> torch.Tensor:
         encoded.append(views.shape[0])
         return encode(views)
 
-    model._encode_images = counting  # type: ignore[method-assign]
+    model.get_image_embeds = counting  # type: ignore[method-assign]
     with torch.no_grad():
         output = model(pixel_values=pixels, num_views=protocol.num_views())
         reference = model.score_image_embeds(encode(pixels), num_views=protocol.num_views())  # no sharing

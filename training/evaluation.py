@@ -60,9 +60,10 @@ def score_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores of a batch of B images (B*V views, or B cached embeddings), their grade distributions and spreads.
 
-    The vision tower runs once; `score_image_embeds` then combines each image's views with the protocol's rule,
-    exactly as `model(pixel_values, num_views=V)` does, and, where the protocol has a whole-image view, gives
-    that view's grade distribution on its own (a mean over crops would mix their modes).
+    The vision tower runs once (`get_view_embeds`: once per run of repeated views); `score_image_embeds` then
+    combines each image's views with the protocol's rule, exactly as `model(pixel_values, num_views=V)` does, and,
+    where the protocol has a whole-image view, gives that view's grade distribution on its own (a mean over crops
+    would mix their modes).
 
     Returns:
         scores (B,), grade_probs (B, K) and grade_std (B,: the spread of the combined distribution, the pipeline's
@@ -71,7 +72,7 @@ def score_batch(
     inputs = model_inputs(batch)
     embeds = inputs.pop("image_embeds", None)
     if embeds is None:
-        embeds = model.get_image_embeds(inputs.pop("pixel_values"), num_views=num_views)
+        embeds = model.get_view_embeds(inputs.pop("pixel_values"), num_views=num_views)
     prompts = {key: inputs[key] for key in ("input_ids", "attention_mask") if key in inputs}
     output = model.score_image_embeds(embeds, num_views=num_views, view_aggregation=protocol.aggregation, **prompts)
     grade_probs = output.grade_probs
