@@ -601,6 +601,8 @@ def make_views(
 
     Returns:
         float32 (V, 3, S, S), V = `protocol.num_views(train)`, crops or patches first and the whole-image view last.
+        Views of the same window may share memory (an image of the crop's size gives one window expanded to every
+        crop): read them, or `.clone()` them before writing in place.
 
     Raises:
         ImageLoadError: an intermediate image of the protocol would be over the pixel budget.
@@ -639,13 +641,21 @@ def _crop_views(
         if enlarged:
             image = image.resize((width, height), resample=spec.resample)
         pixels = _uint8_chw(image)
+        # On an image barely larger than a crop, grid positions coincide (on one of the crop's size, all do): each
+        # distinct window is cut and normalised once and repeated in grid order.
+        distinct = list(dict.fromkeys(corners))
         # When the crops hold more pixels than the image (a small image, overlapping crops), normalising the image
         # once is less work; the normalisation is elementwise, so the values are the same either way.
-        image_first = height * width <= len(corners) * size * size
+        image_first = height * width <= len(distinct) * size * size
         source = spec.normalize(pixels) if image_first else pixels
-        views = torch.stack([source[:, top : top + size, left : left + size] for top, left in corners])
+        views = torch.stack([source[:, top : top + size, left : left + size] for top, left in distinct])
         if not image_first:
             views = spec.normalize(views)
+        if len(distinct) == 1:  # an image of the crop's size: one window, shared by every view (no copies)
+            views = views.expand(len(corners), -1, -1, -1)
+        elif len(distinct) < len(corners):
+            position = {corner: index for index, corner in enumerate(distinct)}
+            views = views[torch.tensor([position[corner] for corner in corners])]
     if protocol.include_resized:
         views = torch.cat([views, resized_view(original, spec).unsqueeze(0)])
     return views

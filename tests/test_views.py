@@ -26,6 +26,7 @@ from modeling_agqg.views_agqg import (
     PixelSpec,
     ViewProtocol,
     crop_grid,
+    crops_source_hw,
     load_image_file,
     make_views,
     resized_view,
@@ -168,6 +169,25 @@ def test_crops_are_native_resolution_crops_then_the_resized_view() -> None:
         image, ViewProtocol.from_dict({"scheme": "crops", "num_crops": 4, "include_resized": False}), spec
     )
     assert torch.equal(no_whole, views[:4])
+
+
+@pytest.mark.parametrize("height, width", [(32, 32), (33, 40), (40, 200), (96, 96), (20, 45)])
+def test_crop_views_equal_each_grid_window_normalised(height: int, width: int) -> None:
+    """Every view is its grid window's pixels, normalised, also where grid positions coincide (an image of the
+    crop's size: one window for all 16; barely larger: a few), which `_crop_views` cuts once each."""
+    _, spec = _spec(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    image = _smooth_image(height, width, seed=5)
+    views = make_views(
+        image, ViewProtocol.from_dict({"scheme": "crops", "num_crops": 16, "include_resized": False}), spec
+    )
+    source_h, source_w = crops_source_hw(height, width, 32)
+    if (source_h, source_w) != (height, width):
+        image = image.resize((source_w, source_h), resample=spec.resample)
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    corners = crop_grid(source_h, source_w, 32, 32, 16)
+    expected = torch.stack([spec.normalize(pixels[:, top : top + 32, left : left + 32]) for top, left in corners])
+    assert views.shape == (16, 3, 32, 32)
+    torch.testing.assert_close(views, expected, rtol=0, atol=1e-6)
 
 
 def test_small_images_are_enlarged_until_a_crop_fits() -> None:
