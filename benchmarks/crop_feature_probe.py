@@ -4,7 +4,8 @@ The quickstart's tiny ViT learns blur and noise but hardly JPEG (docs/training.m
 whether the JPEG labels can be read off the distorted crops at all, without the model: for crops of a synthetic
 dataset folder (a quickstart run's `synthetic_data`) it measures, on the luminance Y of each crop (H, W),
 
-    gradient    G = mean |Y[i+1, j] - Y[i, j]| + mean |Y[i, j+1] - Y[i, j]|
+    gradient    G = mean |Y[i+1, j] - Y[i, j]| + mean |Y[i, j+1] - Y[i, j]|   (the gradient energy the labels'
+                    sharpness measure uses, `training.synthetic.degradation_measures`)
     blockiness  B = max over phases p = 0..7 of (mean |dx| on columns p, p+8, ... + mean |dy| on rows p, p+8, ...)
                     / (G / 2), the strongest 8-pixel grid of steps relative to the steps everywhere (JPEG's 8x8
                     blocks put their edges on one such grid, at any phase on a crop cut anywhere)
@@ -25,13 +26,14 @@ import argparse
 
 import numpy as np
 
-_LUMA = np.array([0.299, 0.587, 0.114])
+from training.synthetic import LUMA_WEIGHTS
+
 FEATURES = ("gradient", "blockiness", "flatness")
 
 
 def crop_features(rgb: np.ndarray) -> tuple[float, float, float]:
     """(G, B, F) of the module docstring for one RGB uint8 crop (H, W, 3)."""
-    luminance = rgb.astype(np.float64) @ _LUMA
+    luminance = rgb.astype(np.float64) @ LUMA_WEIGHTS
     steps_down = np.abs(np.diff(luminance, axis=0))
     steps_right = np.abs(np.diff(luminance, axis=1))
     gradient = float(steps_right.mean() + steps_down.mean())
@@ -56,8 +58,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     picked = rng.choice(len(rows), min(args.num_crops, len(rows)), replace=False)
     features = np.array([crop_features(np.asarray(rows[int(i)]["image"].convert("RGB"))) for i in picked])
-    quality = np.asarray(rows.select_columns(["true_quality"])[picked]["true_quality"], dtype=np.float64)
-    distortions = sorted(set(rows.select_columns(["distortion"])[picked]["distortion"]))
+    labels = rows.select_columns(["true_quality", "distortion"])[picked]
+    quality = np.asarray(labels["true_quality"], dtype=np.float64)
+    distortions = sorted(set(labels["distortion"]))
     print(f"{len(picked)} {args.split} crops of {args.data} (distortions: {', '.join(distortions)})")
     for column, name in enumerate(FEATURES):
         print(f"  Spearman of {name:<10} and the label: {spearmanr(features[:, column], quality)[0]:+.3f}")

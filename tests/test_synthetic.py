@@ -220,7 +220,7 @@ def test_distortion_subset_and_optional_auto_levelling() -> None:
     def pristine_luminance(dataset) -> list[np.ndarray]:
         rows = dataset["test"]
         return [
-            np.asarray(image).astype(float) @ synthetic._LUMA
+            np.asarray(image).astype(float) @ synthetic.LUMA_WEIGHTS
             for image, level in zip(rows["image"], rows["level"], strict=True)
             if level == 0
         ]

@@ -114,11 +114,12 @@ DISTORTIONS: dict[str, dict[str, Any]] = {
 }
 RATER_BIAS_STD = 0.25
 RATING_ERROR_STD = 0.6
-_LUMA = np.array([0.299, 0.587, 0.114])
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # luminance Y = RGB @ LUMA_WEIGHTS (ITU-R BT.601)
 _FORMAT_VERSION = 5  # bump whenever the images or scores a given set of arguments produces change
 
 __all__ = [
     "DISTORTIONS",
+    "LUMA_WEIGHTS",
     "SYNTHETIC_MOS_RANGE",
     "apply_distortion",
     "available_source_photos",
@@ -231,10 +232,10 @@ def distort(image: np.ndarray, distortion: str, parameter: float, rng: np.random
         # np.asarray drops the PIL "JPEG" format tag, so datasets later stores the pixels losslessly as PNG.
         return np.asarray(Image.open(buffer).convert("RGB")).copy()
     elif distortion == "contrast":
-        mean_luminance = (pixels @ _LUMA).mean()
+        mean_luminance = (pixels @ LUMA_WEIGHTS).mean()
         pixels = mean_luminance + parameter * (pixels - mean_luminance)
     elif distortion == "colour":
-        luminance = (pixels @ _LUMA)[..., None]
+        luminance = (pixels @ LUMA_WEIGHTS)[..., None]
         pixels = luminance + parameter * (pixels - luminance)
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
@@ -318,7 +319,7 @@ def degradation_measures(reference: np.ndarray, distorted: np.ndarray) -> dict[s
     `VISIBLE_COLOURFULNESS`) (likewise), C measured on each image's channels smoothed like the SSIM window
     (Gaussian std 1.5 px), so removing chroma grain is not a loss of colour."""
     ref, dist = reference.astype(np.float64), distorted.astype(np.float64)
-    ref_luma, dist_luma = ref @ _LUMA, dist @ _LUMA
+    ref_luma, dist_luma = ref @ LUMA_WEIGHTS, dist @ LUMA_WEIGHTS
 
     def kept(measured: float, pristine: float, floor: float) -> float:
         return 1.0 - max(0.0, pristine - measured) / max(pristine, floor)
@@ -378,7 +379,7 @@ def _resize_short_side(photo: np.ndarray, short_side: int) -> np.ndarray:
 def _crop_scores(crops: np.ndarray) -> np.ndarray:
     """Rank-sum of gradient energy and Hasler-Suesstrunk colourfulness of crops (N, S, S, 3); higher is better."""
     pixels = crops.astype(np.float64)
-    luminance = pixels @ _LUMA
+    luminance = pixels @ LUMA_WEIGHTS
     gradient = np.abs(np.diff(luminance, axis=1)).mean(axis=(1, 2)) + np.abs(np.diff(luminance, axis=2)).mean(
         axis=(1, 2)
     )
@@ -439,7 +440,7 @@ def _auto_level(window: np.ndarray, reference: np.ndarray | None = None) -> np.n
     """Stretches the 1st-99th luminance percentiles of `reference` (default: the image itself) to 0-255 and
     applies the same stretch to all of `window` (all channels alike), so every pristine crop uses the full range
     and lost contrast is visible in the pixels rather than confused with dim content."""
-    luminance = (window if reference is None else reference).astype(np.float64) @ _LUMA
+    luminance = (window if reference is None else reference).astype(np.float64) @ LUMA_WEIGHTS
     low, high = np.percentile(luminance, [1, 99])
     if high - low < 1.0:
         return window
