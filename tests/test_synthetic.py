@@ -280,6 +280,30 @@ def test_window_mirrors_the_photo_border() -> None:
     assert np.array_equal(synthetic._window(photo, 3, 3, 4, 0), photo[3:7, 3:7])
 
 
+def test_crop_windows_keep_the_chosen_crop_and_put_the_jpeg_grid_anywhere() -> None:
+    """Each window is shifted by 0-7 rows and 0-7 columns, drawn independently, and its crop is still the crop at
+    the position drawn for it: only the 8x8 JPEG grid (anchored at the shifted window's corner) moves."""
+    size, context = 16, 8
+    rows, columns = np.meshgrid(np.arange(70), np.arange(90), indexing="ij")
+    photo = np.stack([rows, columns, (rows + columns) % 256], axis=-1).astype(np.uint8)  # pixels name their place
+    groups = synthetic._crop_groups(("native",), 0, 40)
+    originals = synthetic._cut_windows(photo, size, groups, context, False, np.random.default_rng(3))
+    cut = list(
+        synthetic.cut_crop_windows(
+            photo, size, np.random.default_rng(3), textured=0, random_native=40, crop_scales=("native",), context=8
+        )
+    )
+    assert len(cut) == len(originals) == 40
+    phases = set()
+    for window, original in zip(cut, originals, strict=True):
+        assert np.array_equal(window.crop, original[context : context + size, context : context + size])
+        down, right = (size + 2 * context - extent for extent in window.window.shape[:2])
+        assert 0 <= down < 8 and 0 <= right < 8
+        assert np.array_equal(window.window, original[down:, right:])
+        phases.add(((context - down) % 8, (context - right) % 8))  # where the grid's lines cross the crop
+    assert any(row != column for row, column in phases) and len(phases) > 16
+
+
 def test_crop_scales_share_out_the_crops() -> None:
     small = {"image_size": 16, "crops_per_source": 3, "num_raters": 3, "random_native_crops": 0}
     multi = build_synthetic_dataset(**small, crop_scales=(2.0, 8.0))

@@ -145,7 +145,7 @@ PHOTO_CONTENT = {
 
 MAX_TOKENS = 77
 CAPTION_FAMILIES = ("distortion", "quality", "binary", "alignment", "combined")
-_FORMAT_VERSION = 2  # bump whenever the folder a given set of arguments produces changes
+_FORMAT_VERSION = 3  # bump whenever the folder a given set of arguments produces changes
 
 __all__ = [
     "CAPTION_FAMILIES",

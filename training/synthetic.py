@@ -22,10 +22,11 @@ content) makes them unlike the crops of a photo scored as it is, and a model tra
 native ones did not learn either (docs/training.md).
 
 Each crop is distorted inside a window with `context` pixels of the photo around it (the photo's border
-mirrored), then cut out: blur near the crop's edges sees its real neighbours, and a random 0-7 pixel shift of
-the window puts the 8x8 JPEG grid anywhere on the crop, as on a crop of a compressed photo. Training crops are
-turned by a random one of the 8 rotations/reflections and get their RGB channels randomly permuted before they
-are distorted (more varied content from few photos); validation and test crops are left as they are.
+mirrored), then cut out: blur near the crop's edges sees its real neighbours, and a random shift of the window by
+0-7 rows and 0-7 columns (drawn separately; format 6) puts the 8x8 JPEG grid anywhere on the crop, as on a crop of
+a compressed photo. Training crops are turned by a random one of the 8 rotations/reflections and get their RGB
+channels randomly permuted before they are distorted (more varied content from few photos); validation and test
+crops are left as they are.
 
 **Distortions.** Every validation and test crop appears once pristine (distortion "none", level 0) and once for
 each of five distortion types at levels 1..4 (level 1 is already visible at 64 pixels, level 4 is severe; milder
@@ -115,7 +116,7 @@ DISTORTIONS: dict[str, dict[str, Any]] = {
 RATER_BIAS_STD = 0.25
 RATING_ERROR_STD = 0.6
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # luminance Y = RGB @ LUMA_WEIGHTS (ITU-R BT.601)
-_FORMAT_VERSION = 5  # bump whenever the images or scores a given set of arguments produces change
+_FORMAT_VERSION = 6  # bump whenever the images or scores a given set of arguments produces change
 
 __all__ = [
     "DISTORTIONS",
@@ -498,7 +499,8 @@ class CropWindow:
     see the crop's surroundings and the 8x8 JPEG grid falls anywhere on the crop.
 
     Attributes:
-        window: (S + 2c - shift, S + 2c - shift, 3) uint8 pixels around the crop.
+        window: (S + 2c - down, S + 2c - right, 3) uint8 pixels around the crop, the window cut with `c` pixels of
+            context on every side less its first `down` rows and `right` columns (0-7 each, drawn independently).
         inner: The (rows, columns) slices of the S x S crop inside `window`.
     """
 
@@ -545,9 +547,12 @@ def cut_crop_windows(
             window = _random_orientation_and_channels(window, rng)
         # A random 0-7 pixel shift of the window puts the 8x8 JPEG grid anywhere on the crop, as on the crops a
         # test-time grid cuts from a compressed photo.
-        shift = (int(rng.integers(0, min(8, context + 1))), int(rng.integers(0, min(8, context + 1))))
-        inner = (slice(context - shift[0], context - shift[0] + image_size),) * 2
-        yield CropWindow(window[shift[0] :, shift[1] :], inner)
+        down, right = (int(rng.integers(0, min(8, context + 1))) for _ in range(2))
+        inner = (
+            slice(context - down, context - down + image_size),
+            slice(context - right, context - right + image_size),
+        )
+        yield CropWindow(window[down:, right:], inner)
 
 
 # --- the dataset --------------------------------------------------------------------------------------
