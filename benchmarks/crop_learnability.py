@@ -7,8 +7,8 @@ run's `synthetic_data`) with the same loss, optimiser, batches and augmentation,
 correlation of their predictions with the MOS on the training and the test crops:
 
     vit  the quickstart's vision tower (`CLIPVisionModel` with the `tiny_*` shapes of training/configs/quickstart.yaml:
-         32 px, 4-pixel patches, width 64, 2 layers, 2 heads; its patch embedding is one linear map of each 4x4
-         patch) and a linear map of its pooled output;
+         32 px, 4-pixel patches (`--patch_size`), width 64, 2 layers, 2 heads; its patch embedding is one linear map
+         of each patch) and a linear map of its pooled output;
     cnn  four 3x3 convolutions with GELU (32, 32, 64 and 64 channels, the last two with stride 2), the spatial mean,
          a linear map (nonlinear features at every pixel before anything is pooled).
 
@@ -37,11 +37,11 @@ QUICKSTART_VIT = {"image_size": 32, "patch_size": 4, "hidden_size": 64, "num_lay
 
 
 class _ViTRegressor(nn.Module):
-    def __init__(self, image_size: int) -> None:
+    def __init__(self, image_size: int, patch_size: int) -> None:
         super().__init__()
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
-        shapes = {**QUICKSTART_VIT, "image_size": image_size}
+        shapes = {**QUICKSTART_VIT, "image_size": image_size, "patch_size": patch_size}
         config = CLIPVisionConfig(
             image_size=shapes["image_size"],
             patch_size=shapes["patch_size"],
@@ -90,12 +90,17 @@ def _predict(model: nn.Module, pixels: torch.Tensor) -> np.ndarray:
 
 
 def train_and_test(
-    kind: str, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], steps: int, seed: int
+    kind: str,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    steps: int,
+    seed: int,
+    patch_size: int = QUICKSTART_VIT["patch_size"],
 ) -> dict[str, float]:
     """Trains one regressor (`vit` or `cnn`) as the module docstring says; returns its parameter count, seconds and
     the Spearman correlation of prediction and MOS on the training and the test crops."""
     torch.manual_seed(seed)
-    model = _ViTRegressor(train[0].shape[-1]) if kind == "vit" else _cnn_regressor()
+    model = _ViTRegressor(train[0].shape[-1], patch_size) if kind == "vit" else _cnn_regressor()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
@@ -126,6 +131,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--models", nargs="+", choices=("vit", "cnn"), default=["vit", "cnn"])
+    parser.add_argument("--patch_size", type=int, default=QUICKSTART_VIT["patch_size"], help="the ViT's patch size")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train, test = load_crops(args.data, "train"), load_crops(args.data, "test")
@@ -133,7 +139,7 @@ def main() -> None:
     print(f"  {'model':<5} {'seed':>4} {'params':>8} {'seconds':>8}  {'train SRCC':>10}  {'test SRCC':>9}")
     for kind in args.models:
         for seed in args.seeds:
-            result = train_and_test(kind, train, test, args.steps, seed)
+            result = train_and_test(kind, train, test, args.steps, seed, args.patch_size)
             print(
                 f"  {kind:<5} {seed:4d} {result['parameters']:8d} {result['seconds']:8.0f}  "
                 f"{result['train']:10.3f}  {result['test']:9.3f}",
