@@ -288,11 +288,10 @@ def test_crop_windows_keep_the_chosen_crop_and_put_the_jpeg_grid_anywhere() -> N
     photo = np.stack([rows, columns, (rows + columns) % 256], axis=-1).astype(np.uint8)  # pixels name their place
     groups = synthetic._crop_groups(("native",), 0, 40)
     originals = synthetic._cut_windows(photo, size, groups, context, False, np.random.default_rng(3))
-    cut = list(
-        synthetic.cut_crop_windows(
-            photo, size, np.random.default_rng(3), textured=0, random_native=40, crop_scales=("native",), context=8
-        )
+    windows = synthetic.cut_crop_windows(
+        photo, size, np.random.default_rng(3), textured=0, random_native=40, crop_scales=("native",), context=context
     )
+    cut = list(windows)
     assert len(cut) == len(originals) == 40
     phases = set()
     for window, original in zip(cut, originals, strict=True):

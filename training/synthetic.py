@@ -500,7 +500,8 @@ class CropWindow:
 
     Attributes:
         window: (S + 2c - down, S + 2c - right, 3) uint8 pixels around the crop, the window cut with `c` pixels of
-            context on every side less its first `down` rows and `right` columns (0-7 each, drawn independently).
+            context on every side less its first `down` rows and `right` columns (each drawn independently from
+            0 to min(7, c)).
         inner: The (rows, columns) slices of the S x S crop inside `window`.
     """
 
