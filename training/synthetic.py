@@ -5,7 +5,7 @@ samples (astronaut, coffee, chelsea, rocket, hubble_deep_field, immunohistochemi
 stereo_motorcycle; public domain or CC0) and matplotlib's `grace_hopper.jpg` (public domain) when matplotlib is
 installed. (scikit-image's other samples are greyscale, binary, synthetic or microscopy stacks.)
 
-**Crops.** Square crops of side `image_size` are cut at two kinds of resolution (format 5):
+**Crops.** Square crops of side `image_size` are cut at two kinds of resolution (since format 5):
 
 - `crops_per_source` *textured* crops, shared out between `crop_scales`: by default the photo resized to a short
   side of 2, 4 and 8 times `image_size`, and the photo at its own resolution (`"native"`). Candidates are ranked
