@@ -2,9 +2,9 @@ r"""Which small image model learns the synthetic crop labels? The quickstart's t
 
 The quickstart's tiny CLIP learns blur and noise but hardly JPEG, although the JPEG labels can be read off the
 crops (`benchmarks/crop_feature_probe.py`, docs/training.md). This script asks whether the vision architecture is
-what fails: it trains two regressors of about the same size on the crops of a synthetic dataset folder (a quickstart
-run's `synthetic_data`) with the same loss, optimiser, batches and augmentation, and reports the Spearman
-correlation of their predictions with the MOS on the training and the test crops:
+what fails: it trains two small regressors (about 108 k and 66 k parameters) on the crops of a synthetic dataset
+folder (a quickstart run's `synthetic_data`) with the same loss, optimiser, batches and augmentation, and reports
+the Spearman correlation of their predictions with the MOS on the training and the test crops:
 
     vit  the quickstart's vision tower (`CLIPVisionModel` with the `tiny_*` shapes of training/configs/quickstart.yaml:
          32 px, 4-pixel patches (`--patch_size`), width 64, 2 layers, 2 heads; its patch embedding is one linear map
