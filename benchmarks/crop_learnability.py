@@ -6,9 +6,10 @@ what fails: it trains two small regressors (about 108 k and 66 k parameters) on 
 folder (a quickstart run's `synthetic_data`) with the same loss, optimiser, batches and augmentation, and reports
 the Spearman correlation of their predictions with the MOS on the training and the test crops:
 
-    vit  the quickstart's vision tower (`CLIPVisionModel` with the `tiny_*` shapes of training/configs/quickstart.yaml:
-         32 px, 4-pixel patches (`--patch_size`), width 64, 2 layers, 2 heads; its patch embedding is one linear map
-         of each patch) and a linear map of its pooled output;
+    vit  the quickstart's vision tower (the vision side of `modeling_agqg.tools.offline.tiny_clip_config` with the
+         `tiny_*` options of training/configs/quickstart.yaml: 32 px, 4-pixel patches (`--patch_size` overrides),
+         width 64, 2 layers, 2 heads; its patch embedding is one linear map of each patch) and a linear map of its
+         pooled output;
     cnn  four 3x3 convolutions with GELU (32, 32, 64 and 64 channels, the last two with stride 2), the spatial mean,
          a linear map (nonlinear features at every pixel before anything is pooled).
 
@@ -33,25 +34,28 @@ from scipy.stats import spearmanr
 from torch import nn
 
 PIXEL_MEAN, PIXEL_STD = 0.45, 0.27
-QUICKSTART_VIT = {"image_size": 32, "patch_size": 4, "hidden_size": 64, "num_layers": 2, "num_heads": 2}
+
+
+def quickstart_vit_shapes() -> dict[str, int]:
+    """The quickstart's tiny CLIP shapes (`tiny_*` options of quickstart.yaml) as `tiny_clip_config` keywords."""
+    from training.options import check_options, read_yaml_options
+
+    return check_options(read_yaml_options("quickstart.yaml"), "quickstart.yaml").model.tiny_clip_shapes()
 
 
 class _ViTRegressor(nn.Module):
-    def __init__(self, image_size: int, patch_size: int) -> None:
+    def __init__(self, image_size: int, patch_size: int | None) -> None:
         super().__init__()
-        from transformers import CLIPVisionConfig, CLIPVisionModel
+        from transformers import CLIPVisionModel
 
-        shapes = {**QUICKSTART_VIT, "image_size": image_size, "patch_size": patch_size}
-        config = CLIPVisionConfig(
-            image_size=shapes["image_size"],
-            patch_size=shapes["patch_size"],
-            hidden_size=shapes["hidden_size"],
-            intermediate_size=4 * shapes["hidden_size"],
-            num_hidden_layers=shapes["num_layers"],
-            num_attention_heads=shapes["num_heads"],
-        )
+        from modeling_agqg.tools.offline import clip_character_tokenizer, tiny_clip_config
+
+        shapes = {**quickstart_vit_shapes(), "image_size": image_size}
+        if patch_size is not None:
+            shapes["patch_size"] = patch_size
+        config = tiny_clip_config(clip_character_tokenizer(), **shapes).vision_config
         self.tower = CLIPVisionModel(config)
-        self.out = nn.Linear(shapes["hidden_size"], 1)
+        self.out = nn.Linear(config.hidden_size, 1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.out(self.tower(pixel_values=pixels).pooler_output).squeeze(-1)
@@ -95,10 +99,11 @@ def train_and_test(
     test: tuple[torch.Tensor, torch.Tensor],
     steps: int,
     seed: int,
-    patch_size: int = QUICKSTART_VIT["patch_size"],
+    patch_size: int | None = None,
 ) -> dict[str, float]:
-    """Trains one regressor (`vit` or `cnn`) as the module docstring says; returns its parameter count, seconds and
-    the Spearman correlation of prediction and MOS on the training and the test crops."""
+    """Trains one regressor (`vit` or `cnn`) as the module docstring says (`patch_size`: the ViT's, None for the
+    quickstart's); returns its parameter count, seconds and the Spearman correlation of prediction and MOS on the
+    training and the test crops."""
     torch.manual_seed(seed)
     model = _ViTRegressor(train[0].shape[-1], patch_size) if kind == "vit" else _cnn_regressor()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
@@ -131,7 +136,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--models", nargs="+", choices=("vit", "cnn"), default=["vit", "cnn"])
-    parser.add_argument("--patch_size", type=int, default=QUICKSTART_VIT["patch_size"], help="the ViT's patch size")
+    parser.add_argument("--patch_size", type=int, default=None, help="the ViT's patch size (default: the quickstart's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     train, test = load_crops(args.data, "train"), load_crops(args.data, "test")
