@@ -183,7 +183,20 @@ def is_hub_model_id(value: Any) -> bool:
     return isinstance(value, str) and "/" in value and is_hub_id(value)
 
 
-BACKBONE_NAMES = {"clip": "CLIP", "siglip": "SigLIP", "siglip2": "SigLIP 2"}
+BACKBONE_NAMES = {"clip": "CLIP", "siglip": "SigLIP", "siglip2": "SigLIP 2", "align": "ALIGN"}
+
+
+def _vision_summary(model_type: str, vision: dict[str, Any]) -> str:
+    """The vision tower in a few words: a ViT's patch size, depth and width; ALIGN's EfficientNet blocks and output
+    channels (before the width multiplier)."""
+    if model_type == "align":
+        blocks = sum(vision.get("num_block_repeats") or [])
+        channels = (vision.get("out_channels") or ["?"])[-1]
+        return f"EfficientNet (convolutional), {blocks} base blocks, {channels} channels"
+    return (
+        f"ViT with {vision.get('patch_size', 32)}-px patches, {vision.get('num_hidden_layers', 12)} layers, "
+        f"width {vision.get('hidden_size', 768)}"
+    )
 
 
 def backbone_config_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -285,10 +298,7 @@ def render_model_card(
         grading=config.get("grading", "agqg"),
         grading_title=_grading_title(config),
         grading_description=_grading_description(config),
-        vision_summary=(
-            f"ViT with {vision.get('patch_size', 32)}-px patches, {vision.get('num_hidden_layers', 12)} layers, "
-            f"width {vision.get('hidden_size', 768)}"
-        ),
+        vision_summary=_vision_summary(clip_config.get("model_type", "clip"), vision),
         text_summary=f"{text.get('num_hidden_layers', 12)} layers, width {text.get('hidden_size', 512)}",
         projection_dim=clip_config.get("projection_dim", vision.get("hidden_size", 512)),
         backbone_name=BACKBONE_NAMES.get(clip_config.get("model_type", "clip"), clip_config.get("model_type")),

@@ -1,4 +1,4 @@
-"""The dual-encoder backbones AGQG grades with: CLIP, SigLIP and SigLIP 2 behind one small interface.
+"""The dual-encoder backbones AGQG grades with: CLIP, SigLIP, SigLIP 2 and ALIGN behind one small interface.
 
 The AGQG head needs three things from a backbone: a normalised image embedding v, normalised text embeddings
 t_k of the grade prompts, and the backbone's own similarity scale (the temperature tau that turns cosine
@@ -10,6 +10,9 @@ which conventions its text and image sides were trained with:
 * `siglip` (`SiglipModel`): image from the attention-pooling head, text `head(last position)`; tau =
   exp(logit_scale) and bias logit_bias; prompts padded to `max_length` and read without a mask, as trained.
 * `siglip2` (`Siglip2Model`, NaFlex): as SigLIP, the vision tower reading patch sequences; prompts lowercased.
+* `align` (`AlignModel`): a convolutional image tower (EfficientNet: BatchNorm, depthwise convolutions) whose
+  spatial mean is the image embedding, text `text_projection([CLS])` of a BERT tower (position 0, reading the
+  padding mask); tau = 1 / temperature, no bias.
 
 SigLIP 2's FixRes checkpoints (`google/siglip2-*-patch16-224` and the like) are `SiglipModel`s and use the
 `siglip` adapter; `Siglip2Model` is the NaFlex variant, whose vision tower reads a sequence of flattened
@@ -35,6 +38,7 @@ _CLASS_NAMES = {
     "clip": ("CLIPConfig", "CLIPModel"),
     "siglip": ("SiglipConfig", "SiglipModel"),
     "siglip2": ("Siglip2Config", "Siglip2Model"),
+    "align": ("AlignConfig", "AlignModel"),
 }
 BACKBONE_TYPES = tuple(_CLASS_NAMES)
 
@@ -52,7 +56,7 @@ def backbone_classes(model_type: str) -> tuple[type, type]:
     if model_type not in _CLASS_NAMES:
         raise ValueError(
             f"backbone model_type {model_type!r} is not supported; AGQG wraps {', '.join(BACKBONE_TYPES)} "
-            "dual encoders (CLIPModel, SiglipModel, Siglip2Model)"
+            "dual encoders (CLIPModel, SiglipModel, Siglip2Model, AlignModel)"
         )
     if model_type not in supported_backbones():
         raise ImportError(
@@ -64,8 +68,8 @@ def backbone_classes(model_type: str) -> tuple[type, type]:
 
 
 def backbone_type_of(backbone: Any) -> str:
-    """The backbone type of a model instance (`CLIPModel`, `SiglipModel`, `Siglip2Model`), or a clear error for
-    anything else (a single tower, a classifier, another architecture)."""
+    """The backbone type of a model instance (`CLIPModel`, `SiglipModel`, `Siglip2Model`, `AlignModel`), or a clear
+    error for anything else (a single tower, a classifier, another architecture)."""
     model_type = getattr(getattr(backbone, "config", None), "model_type", None)
     if model_type in _CLASS_NAMES and model_type in supported_backbones():
         if isinstance(backbone, backbone_classes(model_type)[1]):
@@ -312,15 +316,63 @@ class Siglip2Adapter(SiglipAdapter):
         )
 
 
+class AlignAdapter(BackboneAdapter):
+    """ALIGN (`AlignModel`): the image embedding is the EfficientNet tower's pooled output (the spatial mean of its
+    last feature map, no projection; its channels are the embedding size), the text embedding `text_projection`
+    of the BERT tower's first position ([CLS]); logits are cos / temperature (tau = 1 / temperature), unclamped,
+    no bias. The vision tower is convolutional: any view size works, and its BatchNorm layers normalise with
+    running statistics in eval mode (training keeps a frozen tower in eval mode, `training.modeling`)."""
+
+    model_type = "align"
+
+    def text_max_length(self, config: PretrainedConfig) -> int:
+        """64 tokens (`AlignProcessor` pads prompts to `max_length=64`), or the tower's length if shorter."""
+        return min(64, int(config.text_config.max_position_embeddings))
+
+    def image_features(self, backbone: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+        vision = backbone.vision_model
+        pooled = vision(pixel_values=pixel_values.to(vision.embeddings.convolution.weight.dtype)).pooler_output
+        return pooled.reshape(pooled.shape[0], -1)
+
+    def text_features(
+        self, backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        hidden = backbone.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return backbone.text_projection(hidden[:, 0, :])
+
+    def logit_scale(self, backbone: nn.Module) -> torch.Tensor:
+        """tau, shape (): 1 / temperature (ALIGN divides the cosine similarities by its learned temperature)."""
+        return backbone.temperature.reciprocal().reshape(())
+
+    def vision_modules(self, backbone: nn.Module) -> list[nn.Module]:
+        return [backbone.vision_model]
+
+    def default_image_processor(self, config: PretrainedConfig) -> Any:
+        """ALIGN's pixel conventions at this backbone's input size: resize to size x size (bilinear), pixels
+        rescaled to [-1, 1] (x / 127.5 - 1, no mean/std normalisation), as `kakaobrain/align-base`'s
+        `EfficientNetImageProcessor` does after its resize and centre crop."""
+        size = self.image_size(config)
+        return _image_processor_class("EfficientNetImageProcessor")(
+            size={"height": size, "width": size},
+            resample=2,  # PIL's BILINEAR
+            do_center_crop=False,
+            rescale_factor=1 / 127.5,
+            rescale_offset=True,
+            do_normalize=False,
+            include_top=False,
+        )
+
+
 _ADAPTERS: dict[str, BackboneAdapter] = {
     "clip": BackboneAdapter(),
     "siglip": SiglipAdapter(),
     "siglip2": Siglip2Adapter(),
+    "align": AlignAdapter(),
 }
 
 
 def adapter_for(model_type: str) -> BackboneAdapter:
-    """The adapter of a backbone type (`"clip"`, `"siglip"`, `"siglip2"`)."""
+    """The adapter of a backbone type (`"clip"`, `"siglip"`, `"siglip2"`, `"align"`)."""
     if model_type not in _ADAPTERS:
         backbone_classes(model_type)  # raises the explanatory error
     return _ADAPTERS[model_type]

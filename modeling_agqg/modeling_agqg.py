@@ -447,7 +447,7 @@ class AGQGForImageQualityAssessment(AGQGPreTrainedModel):
             self.prompt_learner = PromptLearner(
                 config,
                 config.backbone_config.text_config.hidden_size,
-                config.backbone_config.vision_config.hidden_size,
+                getattr(config.backbone_config.vision_config, "hidden_size", None),  # None: no tokens (ALIGN)
             )
             self.prompt_learner.attach(self.backbone)
         self.head = AGQGHead(config, embed_dim) if config.grading == "agqg" else None

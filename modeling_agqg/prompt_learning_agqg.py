@@ -9,8 +9,9 @@ that are not plain fixed prompts:
   vision layers, each vision prompt a learned linear projection of the text prompt of the same depth).
   It works through forward hooks on the stock backbone submodules (CLIP's, SigLIP's and SigLIP 2's towers share
   the layout `text_model.embeddings.token_embedding`, `{text,vision}_model.encoder.layers`,
-  `vision_model.embeddings`), so the backbones' own forward passes (which differ between transformers 4.x and
-  5.x) are reused unchanged.
+  `vision_model.embeddings`; ALIGN's BERT text tower has `text_model.embeddings.word_embeddings`, so CoOp works
+  there too, but its convolutional image tower has no tokens for MaPLe's vision prompts), so the backbones' own
+  forward passes (which differ between transformers 4.x and 5.x) are reused unchanged.
 * `aggregate_variant_similarities`: the per-grade similarity of multitask prompts (scene x distortion x
   grade), whose softmax is the quality marginal of the joint softmax.
 
@@ -87,8 +88,14 @@ class PromptLearner(nn.Module):
     `vision_projections` (J linear maps).
     """
 
-    def __init__(self, config: Any, text_width: int, vision_width: int) -> None:
+    def __init__(self, config: Any, text_width: int, vision_width: int | None) -> None:
+        """`vision_width`: the ViT image tower's token width, None for a tower without tokens (ALIGN's)."""
         super().__init__()
+        if config.prompt_learning == "maple" and vision_width is None:
+            raise ValueError(
+                "MaPLe's vision prompts are tokens of a ViT image tower (CLIP, SigLIP, SigLIP 2); this backbone's "
+                f"image tower ({config.backbone_config.model_type}) is convolutional and has none: use coop"
+            )
         self.method = config.prompt_learning
         self.num_tokens = config.num_context_tokens
         self.depth = config.prompt_depth
@@ -129,16 +136,19 @@ class PromptLearner(nn.Module):
     def attach(self, backbone: nn.Module) -> None:
         """Registers the hooks on `backbone`'s submodules (the learner keeps no reference to it, so the
         backbone's weights are not duplicated in the state dict)."""
-        text_layers = backbone.text_model.encoder.layers
-        vision_layers = backbone.vision_model.encoder.layers
-        if self.depth > min(len(text_layers), len(vision_layers)):
-            raise ValueError(
-                f"prompt_depth={self.depth} exceeds the towers' depth ({len(text_layers)} text, "
-                f"{len(vision_layers)} vision layers)"
-            )
+        text_embeddings = backbone.text_model.embeddings
+        # CLIP's and SigLIP's `token_embedding`; BERT's (ALIGN's text tower) `word_embeddings`.
+        token_embedding = getattr(text_embeddings, "token_embedding", None) or text_embeddings.word_embeddings
+        if self.method == "maple":
+            text_layers, vision_layers = backbone.text_model.encoder.layers, backbone.vision_model.encoder.layers
+            if self.depth > min(len(text_layers), len(vision_layers)):
+                raise ValueError(
+                    f"prompt_depth={self.depth} exceeds the towers' depth ({len(text_layers)} text, "
+                    f"{len(vision_layers)} vision layers)"
+                )
         for handle in self._handles:
             handle.remove()
-        self._handles = [backbone.text_model.embeddings.token_embedding.register_forward_hook(self._insert_context)]
+        self._handles = [token_embedding.register_forward_hook(self._insert_context)]
         if self.method == "maple":
             for depth in range(1, self.depth):
                 # partial(bound method) rather than a closure: deepcopy of the model rebinds it to the copy.

@@ -189,8 +189,9 @@ def rgb_pixel_values(image_processor: Any, images: Any) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class PixelSpec:
-    """CLIP-style preprocessing read off an image processor (CLIP's, SigLIP's and other
-    resize/crop/rescale/normalise processors).
+    """CLIP-style preprocessing read off an image processor (CLIP's, SigLIP's, EfficientNet's (ALIGN's) and other
+    resize/crop/rescale/normalise processors; EfficientNet's `rescale_offset` (x * rescale_factor - 1) is one more
+    unit of mean).
 
     `resized_view` reproduces the processor's own steps: PIL's resize of the shortest edge (or to a fixed
     size) with the processor's filter and transformers' rounding (`int(short_target * long / short)`), the
@@ -255,12 +256,17 @@ class PixelSpec:
             return None
         if resample not in {int(r) for r in Image.Resampling}:
             return None
+        if getattr(processor, "include_top", False):  # EfficientNet's second division by the std
+            return None
         rescale = float(processor.rescale_factor) if getattr(processor, "do_rescale", False) else None
         mean = std = None
         if getattr(processor, "do_normalize", False):
             mean, std = _triple(processor.image_mean), _triple(processor.image_std)
             if mean is None or std is None:
                 return None
+        if rescale is not None and getattr(processor, "rescale_offset", False):
+            # EfficientNet's (ALIGN's) x * rescale_factor - 1, before any normalisation: one more unit of mean.
+            mean, std = tuple(1.0 + m for m in (mean or (0.0, 0.0, 0.0))), std or (1.0, 1.0, 1.0)
         return cls(shortest_edge, resize_hw, crop_hw, resample, rescale, mean, std)
 
     def resized_hw(self, height: int, width: int) -> tuple[int, int] | None:

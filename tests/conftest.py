@@ -51,15 +51,17 @@ def _backbone_params() -> list:
 
     has_siglip2 = hasattr(transformers, "Siglip2Model")
     reason = f"transformers {transformers.__version__} has no Siglip2Model"
-    return ["clip", "siglip", pytest.param("siglip2", marks=pytest.mark.skipif(not has_siglip2, reason=reason))]
+    siglip2 = pytest.param("siglip2", marks=pytest.mark.skipif(not has_siglip2, reason=reason))
+    return ["clip", "siglip", siglip2, "align"]
 
 
 BACKBONES = _backbone_params()
 
 
 def make_tiny_model(tokenizer, backbone: str = "clip", **config_overrides):
-    """A tiny randomly initialised AGQG model (32x32 input, seed 0, eval mode) around a tiny CLIP, SigLIP or
-    SigLIP 2: `modeling_agqg.tools.offline`'s one tiny-model builder, which training and the benchmarks use too."""
+    """A tiny randomly initialised AGQG model (32x32 input, seed 0, eval mode) around a tiny CLIP, SigLIP,
+    SigLIP 2 or ALIGN: `modeling_agqg.tools.offline`'s one tiny-model builder, which training and the benchmarks
+    use too."""
     from modeling_agqg.tools.offline import tiny_agqg_model
 
     return tiny_agqg_model(backbone=backbone, tokenizer=tokenizer, seed=0, **config_overrides)

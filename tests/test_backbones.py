@@ -68,8 +68,8 @@ def no_bos_tokenizer():
 
 
 def test_every_backbone_type_is_known_and_the_installed_ones_are_usable() -> None:
-    assert BACKBONE_TYPES == ("clip", "siglip", "siglip2")
-    assert {"clip", "siglip"} <= set(supported_backbones())
+    assert BACKBONE_TYPES == ("clip", "siglip", "siglip2", "align")
+    assert {"clip", "siglip", "align"} <= set(supported_backbones())
     with pytest.raises(ValueError, match="not supported"):
         backbone_classes("vit")
     with pytest.raises(ValueError, match="not supported"):
@@ -101,12 +101,19 @@ def test_from_backbone_folder_keeps_weights_tokenizer_and_preprocessing(tokenize
     # The tokenizer AutoTokenizer picks for the checkpoint (transformers 5 maps a siglip2 folder to Siglip2Tokenizer).
     assert type(model.tokenizer) is type(AutoTokenizer.from_pretrained(tmp_path / "backbone"))
     processor = model.image_processor
-    expected = {"clip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor", "siglip2": "SiglipImageProcessor"}
+    expected = {
+        "clip": "CLIPImageProcessor",
+        "siglip": "SiglipImageProcessor",
+        "siglip2": "SiglipImageProcessor",
+        "align": "EfficientNetImageProcessor",
+    }
     assert type(processor).__name__.removesuffix("Pil") == expected[backbone]
     spec = model.pixel_spec()
     assert spec is not None and spec.output_hw == (32, 32) and model.image_size == 32
-    if backbone != "clip":
+    if backbone in ("siglip", "siglip2"):
         assert spec.mean == spec.std == (0.5, 0.5, 0.5) and spec.resize_hw == (32, 32) and spec.crop_hw is None
+    if backbone == "align":  # x / 127.5 - 1: rescale_offset is one more unit of mean
+        assert spec.rescale_factor == pytest.approx(1 / 127.5) and spec.mean == spec.std == (1.0, 1.0, 1.0)
     if backbone == "siglip2":
         assert spec.resample == int(Image.Resampling.BILINEAR)  # taken over from the NaFlex processor
     # from_clip is the same constructor under its CLIP name.
@@ -198,10 +205,10 @@ def test_similarities_equal_the_backbones_own_logits(tokenizer, backbone: str) -
     images = [_image(64, 64, seed=1), _image(32, 32, seed=2)]  # square: SigLIP 2's NaFlex size is 32x32 too
     inputs = _backbone_image_inputs(backbone, model, images)
     text = {"input_ids": model.grade_prompt_ids}
-    if backbone == "clip":
+    if backbone in ("clip", "align"):  # towers that read the padding mask
         text["attention_mask"] = model.grade_prompt_mask
-    else:
-        assert model.grade_prompt_ids.shape[1] == 64  # SigLIP's text length, every prompt padded to it
+    if backbone != "clip":
+        assert model.grade_prompt_ids.shape[1] == 64  # SigLIP's (and AlignProcessor's) length, every prompt padded
     with torch.no_grad():
         own = model.backbone(**text, **inputs).logits_per_image
         ours = model(pixel_values=rgb_pixel_values(model.image_processor, images))
@@ -248,6 +255,49 @@ def test_pixel_spec_reproduces_the_siglip_processor(size: tuple[int, int], resam
     image = _image(*size, seed=sum(size))
     reference = rgb_pixel_values(processor, image)[0]
     assert torch.allclose(resized_view(image, spec), reference, atol=EXACT_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(346, 346), (300, 700), (701, 299), (31, 32)])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        # kakaobrain/align-base's processor: resize, centre crop, x / 127.5 - 1 and no normalisation.
+        {"size": {"height": 64, "width": 64}, "crop_size": {"height": 56, "width": 56}, "rescale_factor": 1 / 127.5},
+        # The tiny ALIGN's (`AlignAdapter.default_image_processor`): a fixed bilinear resize, no crop.
+        {"size": {"height": 32, "width": 32}, "do_center_crop": False, "rescale_factor": 1 / 127.5, "resample": 2},
+        # The offset before a mean/std normalisation.
+        {"size": {"height": 32, "width": 32}, "do_center_crop": False, "do_normalize": True, "resample": 3},
+    ],
+)
+def test_pixel_spec_reproduces_the_efficientnet_processor(size: tuple[int, int], settings: dict) -> None:
+    """ALIGN's `EfficientNetImageProcessor` with `rescale_offset` (x * rescale_factor - 1): reproduced exactly."""
+    defaults = {"rescale_offset": True, "do_normalize": False, "include_top": False}
+    processor = image_processor_class_for("EfficientNetImageProcessor")(**{**defaults, **settings})
+    spec = PixelSpec.from_image_processor(processor)
+    assert spec is not None
+    image = _image(*size, seed=sum(size))
+    reference = rgb_pixel_values(processor, image)[0]
+    assert torch.allclose(resized_view(image, spec), reference, atol=EXACT_ATOL, rtol=0)
+    # include_top divides by the std a second time: not reproduced, left to the processor.
+    top = image_processor_class_for("EfficientNetImageProcessor")(**{**defaults, **settings, "include_top": True})
+    assert PixelSpec.from_image_processor(top) is None
+
+
+def test_align_embeddings_and_scale(tokenizer) -> None:
+    """ALIGN: the image embedding is the spatial mean of the EfficientNet tower's last map (no projection), the text
+    embedding the projection of the BERT tower's position 0, and tau = 1 / temperature; any view size encodes."""
+    model = make_tiny_model(tokenizer, backbone="align")
+    tau, bias = model.similarity_scale()
+    assert float(tau.detach()) == pytest.approx(1 / float(model.backbone.temperature.detach())) and bias is None
+    pixels = torch.rand(2, 3, 48, 40)
+    with torch.no_grad():
+        feature_map = model.backbone.vision_model(pixel_values=pixels).last_hidden_state
+        assert feature_map.shape == (2, 32, 6, 5)  # output stride 8, projection_dim 32 channels
+        assert torch.allclose(model.get_image_embeds(pixels), F.normalize(feature_map.mean((2, 3)), dim=-1), atol=1e-6)
+        ids, mask = model.grade_prompt_ids, model.grade_prompt_mask
+        hidden = model.backbone.text_model(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+        own = F.normalize(model.backbone.text_projection(hidden), dim=-1)
+        assert torch.allclose(model.encode_text(ids, mask), own, atol=1e-6)
 
 
 @pytest.mark.parametrize("side", [32, 64, 45])
@@ -297,6 +347,10 @@ HOSTS = {
 def test_every_host_preset_trains_saves_and_loads_with_every_backbone(
     tokenizer, tmp_path: Path, backbone: str, host: str, grading: str
 ) -> None:
+    if backbone == "align" and host == "maple":
+        with pytest.raises(ValueError, match="MaPLe's vision prompts are tokens of a ViT"):
+            make_tiny_model(tokenizer, backbone=backbone, grading=grading, **HOSTS[host])
+        return
     model = make_tiny_model(tokenizer, backbone=backbone, grading=grading, **HOSTS[host])
     protocol = model.view_protocol()
     pixels = torch.rand(2, 3, 48, 40)

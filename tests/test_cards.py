@@ -122,6 +122,16 @@ def test_card_of_a_synthetic_model_says_it_is_a_demonstration(tokenizer, tmp_pat
     assert "| synthetic-distortions | test | 96 | 0.9012 |" in card.text
 
 
+@pytest.mark.parametrize("backbone", ["clip", "align"])
+def test_card_names_the_backbone_and_its_vision_tower(tokenizer, tmp_path: Path, backbone: str) -> None:
+    """The quickstart's model is a tiny ALIGN: its card says EfficientNet, not a ViT's patches."""
+    card = render_model_card(_saved(tokenizer, tmp_path / "model", SYNTHETIC_RESULTS, backbone=backbone), repo_id="a/b")
+    if backbone == "align":
+        assert "**Backbone:** ALIGN, vision tower EfficientNet (convolutional), 3 base blocks, 32 channels" in card.text
+    else:
+        assert "**Backbone:** CLIP, vision tower ViT with 8-px patches, 2 layers, width 32" in card.text
+
+
 def test_undefined_metrics_show_as_dashes_and_stay_out_of_the_model_index(tokenizer, tmp_path: Path) -> None:
     constant = json.loads(json.dumps(SYNTHETIC_RESULTS))
     constant["results"][0]["metrics"].update(srcc=None, krcc=None, plcc=None, plcc_logistic=None)

@@ -64,6 +64,18 @@ PROCESSORS = {
     "clip": ("CLIPImageProcessor", {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}),
     "siglip": ("SiglipImageProcessor", {"size": {"height": 32, "width": 32}}),  # bicubic, SigLIP's default
     "siglip2": ("SiglipImageProcessor", {"size": {"height": 32, "width": 32}, "resample": 2}),  # bilinear
+    "align": (  # the tiny ALIGN's: bilinear, x / 127.5 - 1
+        "EfficientNetImageProcessor",
+        {
+            "size": {"height": 32, "width": 32},
+            "resample": 2,
+            "do_center_crop": False,
+            "rescale_factor": 1 / 127.5,
+            "rescale_offset": True,
+            "do_normalize": False,
+            "include_top": False,
+        },
+    ),
 }
 
 
@@ -78,17 +90,19 @@ def test_tensor_views_reproduce_make_views(processor: str, scheme: str) -> None:
     name, settings = PROCESSORS[processor]
     spec = PixelSpec.from_image_processor(image_processor_class_for(name)(**settings))
     protocol = ViewProtocol.parse(PROTOCOLS[scheme]).with_crop_size(32)
-    std = torch.tensor(spec.std).view(3, 1, 1)
+    std = torch.tensor(spec.std).view(3, 1, 1)  # levels: differences on the 0-255 scale
     for size in [(45, 38), (150, 100), (20, 70), (32, 32)]:
         image = _image(*size, seed=size[0])
         reference = make_views(image, protocol, spec)
         ours = tensor_views(_pixels(image), protocol, spec)
         assert ours.shape == reference.shape
-        levels = (ours - reference).abs() * std * 255
+        levels = (ours - reference).abs() * std / spec.rescale_factor
         assert float(levels.max()) < 1.5 and float(levels.mean()) < 0.4, (size, float(levels.max()))
         if size == (32, 32) and scheme != "ipce":
             assert float(levels.max()) < 1e-3
-        quantized = (tensor_views(_pixels(image), protocol, spec, quantize=True) - reference).abs() * std * 255
+        quantized = (
+            (tensor_views(_pixels(image), protocol, spec, quantize=True) - reference).abs() * std / spec.rescale_factor
+        )
         assert float(quantized.max()) < 1.0 + 1e-3 and float(quantized.mean()) <= float(levels.mean()) + 1e-3
         if processor == "clip" or scheme == "ipce":  # horizontal-first images: PIL's pixels to a few in 10^3
             assert float((quantized > 1e-3).float().mean()) < 0.01, size

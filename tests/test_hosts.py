@@ -467,14 +467,19 @@ def test_host_trains_saves_and_loads_in_a_fresh_process(
 def test_every_host_trains_through_train_py_around_every_backbone(
     tmp_path: Path, synthetic_cache: Path, host: str, backbone: str
 ) -> None:
-    """`train.py --tiny_backbone siglip|siglip2`: every host trains around a SigLIP-family backbone (frozen parts stay
-    frozen, whatever the towers are called), and the saved folder scores the run's images exactly as the run did."""
+    """`train.py --tiny_backbone siglip|siglip2|align`: every host trains around every other backbone family (frozen
+    parts stay frozen, whatever the towers are called; MaPLe refuses ALIGN's convolutional image tower with a clear
+    error), and the saved folder scores the run's images exactly as the run did."""
     from transformers import AutoModel
 
     from training.train import train
 
     out = tmp_path / "run"
     options = parse_args([*host_run_flags(host, "agqg", synthetic_cache, out), "--tiny_backbone", backbone])
+    if backbone == "align" and host == "maple":  # a convolutional image tower has no tokens to prompt
+        with pytest.raises(ValueError, match="MaPLe's vision prompts are tokens of a ViT"):
+            train(options)
+        return
     initial = build_model(options.model, (1.0, 5.0), seed=options.training.seed).state_dict()
     assert initial.keys() == build_model(options.model, (1.0, 5.0), seed=0).state_dict().keys()
     result = train(options)

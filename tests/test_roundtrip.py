@@ -88,10 +88,13 @@ def test_fresh_process_scores_match(tokenizer, tmp_path: Path, grading: str, pyt
     assert result.returncode == 0, result.stderr[-4000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
     assert got["model_class"] == "AGQGForImageQualityAssessment"
-    expected_processor = {"clip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor"}
-    assert got["processor"].removesuffix("Pil").removesuffix("Fast") == expected_processor.get(
-        backbone, "SiglipImageProcessor"
-    )
+    expected_processor = {
+        "clip": "CLIPImageProcessor",
+        "siglip": "SiglipImageProcessor",
+        "siglip2": "SiglipImageProcessor",
+        "align": "EfficientNetImageProcessor",
+    }
+    assert got["processor"].removesuffix("Pil").removesuffix("Fast") == expected_processor[backbone]
     assert got["auto"] == pytest.approx(expected, abs=1e-5)
     assert [r["score"] for r in got["pipeline"]] == pytest.approx(expected, abs=1e-5)
     assert got["single"]["score"] == pytest.approx(expected[0], abs=1e-5)

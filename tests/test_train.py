@@ -17,7 +17,14 @@ import torch
 from conftest import REPO_ROOT, make_tiny_model
 from PIL import Image
 
-from training.modeling import CachedEmbeddingScorer, image_embedding_trains, parameter_groups, set_trainable
+from training.modeling import (
+    CachedEmbeddingScorer,
+    build_model,
+    image_embedding_trains,
+    parameter_groups,
+    set_train_mode,
+    set_trainable,
+)
 from training.options import RunOptions, build_parser, option_names, save_options
 from training.train import parse_args, train
 
@@ -173,6 +180,38 @@ def test_freezing_leaves_the_right_parameters_trainable(tokenizer) -> None:
     maple = make_tiny_model(tokenizer, prompt_learning="maple", prompt_depth=2)
     set_trainable(maple, freeze_backbone=True, freeze_text_tower=False)
     assert image_embedding_trains(maple), "MaPLe's vision prompts shape the image embedding"
+
+
+@pytest.mark.parametrize("backbone", ["clip", "siglip", "align"])
+def test_tiny_options_shape_the_tiny_backbone(backbone: str) -> None:
+    """`--tiny_*` reach the tiny model of every family; the joint embedding size is `--tiny_projection_dim` where
+    the family has a projection (CLIP's, ALIGN's image tower's last channels), the width for SigLIP."""
+    options = parse_args(["--tiny_backbone", backbone, "--tiny_hidden_size", "48", "--tiny_projection_dim", "40"])
+    model = build_model(options.model, (1.0, 5.0), seed=0)
+    assert model.config.backbone_config.model_type == backbone
+    assert model.config.backbone_config.text_config.hidden_size == 48
+    assert model.grade_text_embeds.shape[1] == (48 if backbone == "siglip" else 40)
+    with torch.no_grad():
+        assert model.get_image_embeds(torch.rand(1, 3, 64, 64)).shape == (1, model.grade_text_embeds.shape[1])
+
+
+def test_train_mode_keeps_frozen_batchnorm_statistics(tokenizer) -> None:
+    """ALIGN's EfficientNet tower: frozen, its BatchNorm running statistics stay as they are through training-mode
+    steps (and the frozen tower runs in eval mode); trainable, they move and the tower is in training mode."""
+    model = make_tiny_model(tokenizer, backbone="align")
+    norms = [m for m in model.clip.vision_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    pixels = torch.rand(4, 3, 32, 32)
+    for freeze_backbone in (True, False):
+        set_trainable(model, freeze_backbone=freeze_backbone, freeze_text_tower=True)
+        set_train_mode(model)
+        assert model.training and model.head.training
+        assert model.clip.text_model.training is False  # frozen text tower: no dropout
+        before = [m.running_mean.clone() for m in norms]
+        model.score_pixels(pixels, labels=torch.full((4,), 3.0)).loss.backward()
+        moved = [not torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True)]
+        assert model.clip.vision_model.training is not freeze_backbone
+        assert all(moved) if not freeze_backbone else not any(moved), freeze_backbone
 
 
 @pytest.mark.parametrize("grading", ["agqg", "softmax"])

@@ -2,12 +2,12 @@
 """Building the model a run trains, choosing what trains, and the optimiser's parameter groups.
 
 `build_model` makes the `AGQGForImageQualityAssessment` of the options, from one of three starting points:
-a saved AGQG folder (`init_model`), a tiny random CLIP, SigLIP or SigLIP 2 built offline (`clip: tiny`,
+a saved AGQG folder (`init_model`), a tiny random CLIP, SigLIP, SigLIP 2 or ALIGN built offline (`clip: tiny`,
 `tiny_backbone`, through `modeling_agqg.tools.offline.tiny_agqg_model`, the one tiny-model builder), or a
 checkpoint of any of them (`clip`/`backbone`: a Hub id, or a local folder such as the offline-pretrained tiny CLIP
 of `training/pretrain_clip.py`) wrapped with `from_backbone`.
-`set_trainable` freezes what the run keeps fixed, and `parameter_groups` gives the head and the backbone their
-own learning rates.
+`set_trainable` freezes what the run keeps fixed, `set_train_mode` runs the frozen parts as at inference, and
+`parameter_groups` gives the head and the backbone their own learning rates.
 """
 
 from __future__ import annotations
@@ -98,6 +98,18 @@ def set_trainable(model: Any, *, freeze_backbone: bool, freeze_text_tower: bool)
     if freeze_text_tower:  # the text tower and its projection, whatever the backbone calls them
         for module in model.backbone_adapter.text_modules(model.clip):
             module.requires_grad_(False)
+
+
+def set_train_mode(model: Any) -> None:
+    """Training mode for what trains, inference mode for what is frozen: every module none of whose parameters
+    trains (a frozen tower, a frozen projection) runs as at inference, so a frozen BatchNorm (ALIGN's image tower)
+    keeps its running statistics and a frozen tower's dropout (BERT's) is off. `model.train()` alone would move
+    a frozen tower's BatchNorm statistics at every step."""
+    model.train()
+    for module in model.modules():
+        parameters = list(module.parameters())
+        if parameters and not any(parameter.requires_grad for parameter in parameters):
+            module.eval()
 
 
 def image_embedding_trains(model: Any) -> bool:

@@ -94,11 +94,11 @@ class ModelOptions:
         default="resize",
         metadata={"help": "views per image: resize, crops[:N], ipce[:N] or a JSON mapping (see views_agqg)"},
     )
-    tiny_backbone: Literal["clip", "siglip", "siglip2"] = field(
+    tiny_backbone: Literal["clip", "siglip", "siglip2", "align"] = field(
         default="clip", metadata={"help": "clip: tiny: the family of the random dual encoder"}
     )
     tiny_image_size: int = field(default=64, metadata={"help": "tiny CLIP: input size"})
-    tiny_patch_size: int = field(default=8, metadata={"help": "tiny CLIP: patch size"})
+    tiny_patch_size: int = field(default=8, metadata={"help": "tiny CLIP: patch size (ALIGN has none: ignored)"})
     tiny_hidden_size: int = field(default=64, metadata={"help": "tiny CLIP: width of both towers"})
     tiny_num_layers: int = field(default=2, metadata={"help": "tiny CLIP: depth of both towers"})
     tiny_num_heads: int = field(default=2, metadata={"help": "tiny CLIP: attention heads"})
@@ -123,7 +123,8 @@ class ModelOptions:
         AGQGConfig(**self.agqg_config_fields())  # validates the model fields now, not after the data is loaded
 
     def tiny_clip_shapes(self) -> dict[str, int]:
-        """The `tiny_*` options as `modeling_agqg.tools.offline.tiny_clip_config` keywords."""
+        """The `tiny_*` options as `modeling_agqg.tools.offline.tiny_backbone_config` keywords (SigLIP's without
+        `projection_dim`)."""
         names = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads"}
         return {
             names.get(f.name[len("tiny_") :], f.name[len("tiny_") :]): getattr(self, f.name)
@@ -131,7 +132,7 @@ class ModelOptions:
             if f.name.startswith("tiny_")
             and f.name != "tiny_backbone"
             # SigLIP towers project to their own width: the joint size is the width, no projection_dim.
-            and not (f.name == "tiny_projection_dim" and self.tiny_backbone != "clip")
+            and not (f.name == "tiny_projection_dim" and self.tiny_backbone in ("siglip", "siglip2"))
         }
 
     def agqg_config_fields(self) -> dict[str, Any]:

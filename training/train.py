@@ -55,6 +55,7 @@ from training.modeling import (
     image_embedding_trains,
     make_adamw,
     parameter_groups,
+    set_train_mode,
     set_trainable,
 )
 from training.options import (
@@ -81,7 +82,7 @@ from training.speed import speed_up_vision_training
 
 CHECKPOINT_PREFIX = "step_"
 SYNTHETIC_NOTICE = (
-    "NOTE: this is a SYNTHETIC DEMONSTRATION: a tiny CLIP trained on distorted copies of a few photographs, whose "
+    "NOTE: this is a SYNTHETIC DEMONSTRATION: a tiny model trained on distorted copies of a few photographs, whose "
     "MOS follows the measured distortion. Its numbers say the pipeline works, not how well AGQG grades AI-generated "
     "images."
 )
@@ -390,7 +391,7 @@ def train_one_epoch(
     batches' losses. The loss is `training.losses.compute_loss` of each image's combined score against its MOS."""
     training = options.training
     trainable = batches.trainable
-    trainable.train()
+    set_train_mode(trainable)
     batches.train_loader.set_epoch(epoch)
     batches.train_collate.set_epoch(epoch)
     loader = batches.train_loader

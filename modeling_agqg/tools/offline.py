@@ -1,5 +1,5 @@
-"""Offline building blocks: a CLIP tokenizer, tiny CLIP configurations and randomly initialised AGQG models,
-all made in code.
+"""Offline building blocks: a CLIP tokenizer, tiny CLIP (SigLIP, SigLIP 2, ALIGN) configurations and randomly
+initialised AGQG models, all made in code.
 
 No CLIP weights or vocabularies can be downloaded in tests, CI or the offline quickstart, so these
 helpers make a real `CLIPTokenizer` over CLIP's byte-level alphabet (no merges: every word is spelt
@@ -101,7 +101,7 @@ def tiny_clip_config(
 # Tiny SigLIP and SigLIP 2 backbones
 # ---------------------------------------------------------------------------------------------
 
-TINY_BACKBONES = ("clip", "siglip", "siglip2")
+TINY_BACKBONES = ("clip", "siglip", "siglip2", "align")
 
 
 def _siglip_text_config(tokenizer: Any, tower: dict[str, int], max_position_embeddings: int) -> dict[str, Any]:
@@ -168,16 +168,102 @@ def tiny_siglip2_config(
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Tiny ALIGN backbone (a convolutional image tower)
+# ---------------------------------------------------------------------------------------------
+
+# CLIP's initial temperature (logit scale ln(1 / 0.07) = 2.659): ALIGN's own default of 1 would start the grade
+# logits 14x flatter than the tiny CLIP's.
+ALIGN_TINY_TEMPERATURE = 0.07
+
+
+def tiny_align_config(
+    tokenizer: Any,
+    *,
+    image_size: int = 32,
+    patch_size: int | None = None,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    projection_dim: int = 32,
+    max_position_embeddings: int = 64,
+) -> Any:
+    """A small randomly-initialisable `AlignConfig`: a BERT text tower over `tokenizer`'s vocabulary (width
+    `hidden_size`, `num_hidden_layers` layers, no dropout) and a three-stage EfficientNet image tower.
+
+    The image tower: EfficientNet's stem (3x3 convolution, stride 2, 32 channels), then one mobile inverted
+    bottleneck block per stage with 3x3 depthwise convolutions, squeeze-and-excitation and BatchNorm: stage 1
+    (expansion 1, stride 1, 32 channels), stages 2 and 3 (expansion 4, stride 2, 3P/4 and P channels for P =
+    `projection_dim`; 3P/4 rounded down to a multiple of 8). Its output stride is 8 (a 32-pixel view ends as a
+    4x4 map), its spatial mean is the P-dimensional image embedding. It has no patches: `patch_size` is accepted
+    and ignored (the tiny options of every backbone share one signature).
+
+    Args:
+        tokenizer: The tokenizer whose vocabulary size and pad token the text tower uses (the BERT tower pools
+            position 0, so any tokenizer that starts every prompt with the same token fits, e.g.
+            `clip_character_tokenizer()`).
+        image_size: The side of the views (the processor's resize); any multiple of 8.
+        hidden_size, num_hidden_layers, num_attention_heads: The text tower's shape.
+        projection_dim: P, the embedding size (the image tower's last channels and the text projection's output).
+        max_position_embeddings: Longest token sequence of the text tower.
+    """
+    if image_size % 8:
+        raise ValueError(f"image_size={image_size} must be a multiple of 8, the EfficientNet tower's output stride")
+    del patch_size  # no patches: the stride-2 stem and two stride-2 stages cut 8 x 8 pixels per output position
+    stage_channels = (32, max(8, 3 * projection_dim // 32 * 8), projection_dim)
+    vision_config = {
+        "image_size": image_size,
+        "width_coefficient": 1.0,
+        "depth_coefficient": 1.0,
+        "depth_divisor": 8,
+        "kernel_sizes": [3, 3, 3],
+        "in_channels": [32, stage_channels[0], stage_channels[1]],
+        "out_channels": list(stage_channels),
+        "strides": [1, 2, 2],
+        "num_block_repeats": [1, 1, 1],
+        "expand_ratios": [1, 4, 4],
+        "depthwise_padding": [],
+        "hidden_dim": max(128, image_size),  # the kernel of its mean pool, which must cover the last feature map
+        "drop_connect_rate": 0.0,
+        "batch_norm_momentum": 0.1,  # PyTorch's convention (ALIGN's 0.99 is TensorFlow's)
+    }
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden_size,
+        "intermediate_size": 4 * hidden_size,
+        "num_hidden_layers": num_hidden_layers,
+        "num_attention_heads": num_attention_heads,
+        "max_position_embeddings": max_position_embeddings,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if projection_dim % 8:
+        raise ValueError(f"projection_dim={projection_dim} must be a multiple of 8 (EfficientNet's channel rounding)")
+    return transformers.AlignConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        projection_dim=projection_dim,
+        temperature_init_value=ALIGN_TINY_TEMPERATURE,
+    )
+
+
 def tiny_backbone_config(kind: str, tokenizer: Any, **options: Any) -> Any:
-    """The tiny config of a backbone family (`"clip"`, `"siglip"` or `"siglip2"`), see the builders above."""
-    builders = {"clip": tiny_clip_config, "siglip": tiny_siglip_config, "siglip2": tiny_siglip2_config}
+    """The tiny config of a backbone family (`"clip"`, `"siglip"`, `"siglip2"` or `"align"`), see the builders
+    above."""
+    builders = {
+        "clip": tiny_clip_config,
+        "siglip": tiny_siglip_config,
+        "siglip2": tiny_siglip2_config,
+        "align": tiny_align_config,
+    }
     if kind not in builders:
         raise ValueError(f"backbone {kind!r}; expected one of {TINY_BACKBONES}")
     return builders[kind](tokenizer, **options)
 
 
 def tiny_backbone(kind: str, tokenizer: Any, **options: Any) -> Any:
-    """A randomly initialised tiny `CLIPModel`, `SiglipModel` or `Siglip2Model` (seed torch first for
+    """A randomly initialised tiny `CLIPModel`, `SiglipModel`, `Siglip2Model` or `AlignModel` (seed torch first for
     reproducible weights)."""
     from modeling_agqg.backbones_agqg import backbone_classes
 
@@ -199,9 +285,10 @@ def random_agqg_model(
     `grading` give the same backbone and prompts.
 
     Args:
-        backbone_config: The backbone's shapes: a `CLIPConfig`, `SiglipConfig` or `Siglip2Config` (or a CLIP
-            config's dict); default `tiny_clip_config(tokenizer)`. A config whose text vocabulary is larger than
-            the tokenizer's (e.g. `CLIPConfig()`, ViT-B/32 shapes) works: the tokenizer only uses the first 514 ids.
+        backbone_config: The backbone's shapes: a `CLIPConfig`, `SiglipConfig`, `Siglip2Config` or `AlignConfig`
+            (or a CLIP config's dict); default `tiny_clip_config(tokenizer)`. A config whose text vocabulary is
+            larger than the tokenizer's (e.g. `CLIPConfig()`, ViT-B/32 shapes) works: the tokenizer only uses the
+            first 514 ids.
         tokenizer: The tokenizer of the grade prompts; default `clip_character_tokenizer()`.
         seed: Seed of the random weights.
         **config_overrides: `AGQGConfig` fields (`grading`, `score_range`, `view_protocol`, ...).
@@ -229,11 +316,11 @@ def tiny_agqg_model(
     clip_shapes: Mapping[str, int] | None = None,
     **config_overrides: Any,
 ) -> Any:
-    """`random_agqg_model` around a tiny CLIP, SigLIP or SigLIP 2: the model of the tests, the offline quickstart
-    and the synthetic ablation, in eval mode.
+    """`random_agqg_model` around a tiny CLIP, SigLIP, SigLIP 2 or ALIGN: the model of the tests, the offline
+    quickstart and the synthetic ablation, in eval mode.
 
     Args:
-        backbone: `"clip"`, `"siglip"` or `"siglip2"` (`TINY_BACKBONES`).
+        backbone: `"clip"`, `"siglip"`, `"siglip2"` or `"align"` (`TINY_BACKBONES`).
         tokenizer: Default `clip_character_tokenizer()`.
         seed: Seed of the random weights.
         clip_shapes: `tiny_backbone_config` keywords (`image_size`, `patch_size`, `hidden_size`,
