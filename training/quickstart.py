@@ -4,7 +4,8 @@ r"""The offline quickstart: one command, no downloads, a few minutes on a laptop
 
 1. builds the synthetic quality dataset (real photographs shipped with scikit-image and matplotlib, distorted
    at graded strengths; MOS from simulated raters), holding out whole source photos for validation and test;
-2. trains a tiny CLIP + AGQG from scratch with `accelerate launch training/train.py --config quickstart.yaml`;
+2. trains a tiny ALIGN (a convolutional image tower and a BERT text tower) + AGQG from scratch with
+   `accelerate launch training/train.py --config quickstart.yaml`;
 3. evaluates the best model on the held-out photos and saves the complete remote-code folder with the view
    protocol it was trained and evaluated with (`view_protocol` in quickstart.yaml): any image is scored on
    crops of the model's input size at the image's own resolution, the resolution the training crops' pixels
