@@ -392,6 +392,15 @@ def test_progress_bars_show_no_nan_and_can_be_turned_off(tmp_path: Path, synthet
 
 
 @pytest.mark.slow
+def test_quickstart_prints_undefined_metrics_as_n_a() -> None:
+    """A tiny run can predict one score for every image: its rank metrics are None in eval_results.json."""
+    from training.quickstart import format_evaluation
+
+    metrics = {"srcc": None, "krcc": None, "plcc": None, "plcc_logistic": None, "rmse": 0.7336}
+    text = format_evaluation({"results": [{"split": "test", "num_images": 41, "metrics": metrics}]})
+    assert text == "  test          41 images   SRCC   n/a   PLCC   n/a   KRCC   n/a   RMSE 0.734"
+
+
 def test_quickstart_command_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch) -> None:
     """`python training/quickstart.py` (shrunk by flags it passes on): `accelerate launch` training, a complete
     model folder saved with the native-resolution crop protocol, eval_results.json, plots, TensorBoard logs,

@@ -182,6 +182,19 @@ def pooled_spearman(scores_by_photo: Sequence[Sequence[float]]) -> float:
     return float(spearmanr(levels, rows.reshape(-1))[0])
 
 
+def format_evaluation(results: Mapping[str, Any]) -> str:
+    """One line per evaluated split of an `eval_results.json` mapping: images, SRCC, PLCC, KRCC, RMSE; "n/a" where a
+    metric is undefined (None: e.g. constant predictions have no rank correlation)."""
+    lines = []
+    for entry in results["results"]:
+        metrics = {key: "  n/a" if value is None else f"{value:.3f}" for key, value in entry["metrics"].items()}
+        lines.append(
+            f"  {entry['split']:<11} {entry['num_images']:4d} images   SRCC {metrics['srcc']}   "
+            f"PLCC {metrics['plcc']}   KRCC {metrics['krcc']}   RMSE {metrics['rmse']}"
+        )
+    return "\n".join(lines)
+
+
 def format_ranking(ranking: Mapping[str, Any], protocol: str) -> str:
     """The printed ranking table: one row per distortion and level with its parameter, the mean score over the
     photos and each photo's score, then the pooled Spearman per distortion."""
@@ -256,12 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {Path(str(row['file'])).name:<44} {row['mos']:5.2f} {row['score']:6.2f}  {row['grade']}")
     print("\n" + format_ranking(ranking, protocol.describe()))
     print("\nEvaluation of the best model on the synthetic crops (source photos never seen in training):")
-    for entry in results["results"]:
-        metrics = entry["metrics"]
-        print(
-            f"  {entry['split']:<11} {entry['num_images']:4d} images   SRCC {metrics['srcc']:.3f}   "
-            f"PLCC {metrics['plcc']:.3f}   KRCC {metrics['krcc']:.3f}   RMSE {metrics['rmse']:.3f}"
-        )
+    print(format_evaluation(results))
     print(f"\nWall-clock time: {total_seconds:.0f} s in all")
     print(
         f"  training run  {run_seconds:5.0f} s  accelerate launch of train.py: start-up, dataset, training loop, "
