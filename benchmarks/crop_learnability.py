@@ -1,4 +1,4 @@
-r"""Which small image model learns the synthetic crop labels? Two tiny ViTs' worth of evidence against convolutions.
+r"""Which small image model learns the synthetic crop labels? A tiny ViT, a small CNN and the tiny ALIGN tower.
 
 The quickstart's former tiny CLIP (a ViT) learnt blur and noise but hardly JPEG, although the JPEG labels can be
 read off the crops (`benchmarks/crop_feature_probe.py`, docs/training.md). This script asks whether the vision
@@ -15,7 +15,7 @@ distortion with `--by-distortion`):
            mean, a linear map (66 k parameters);
     align  the quickstart's image tower now: the EfficientNet of `tiny_align_config` with quickstart.yaml's
            `tiny_*` options (stride-2 stem, three stages of depthwise 3x3 blocks with squeeze-and-excitation and
-           BatchNorm, 64 channels out) and a linear map of its spatial mean (46 k parameters).
+           BatchNorm, 32 channels out) and a linear map of its spatial mean (22 k parameters).
 
 All: L1 loss on the MOS, AdamW (learning rate 2e-3, weight decay 0.01), batches of 32 drawn with replacement,
 each batch flipped left-right with probability 1/2 and turned by a random quarter turn (the quickstart's
@@ -63,9 +63,8 @@ class _TowerRegressor(nn.Module):
         config = tiny_backbone_config(family, clip_character_tokenizer(), **shapes).vision_config
         tower_class = transformers.CLIPVisionModel if family == "clip" else transformers.AlignVisionModel
         self.tower = tower_class(config)
-        with torch.no_grad():
-            width = self.tower(pixel_values=torch.zeros(2, 3, image_size, image_size)).pooler_output.shape[1]
-        self.out = nn.Linear(width, 1)
+        # The pooled width: the ViT's hidden size; the EfficientNet's last stage channels (width coefficient 1).
+        self.out = nn.Linear(config.hidden_size if family == "clip" else config.out_channels[-1], 1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         pooled = self.tower(pixel_values=pixels).pooler_output

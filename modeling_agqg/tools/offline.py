@@ -209,6 +209,8 @@ def tiny_align_config(
     """
     if image_size % 8:
         raise ValueError(f"image_size={image_size} must be a multiple of 8, the EfficientNet tower's output stride")
+    if projection_dim % 8:
+        raise ValueError(f"projection_dim={projection_dim} must be a multiple of 8 (EfficientNet's channel rounding)")
     del patch_size  # no patches: the stride-2 stem and two stride-2 stages cut 8 x 8 pixels per output position
     stage_channels = (32, max(8, 3 * projection_dim // 32 * 8), projection_dim)
     vision_config = {
@@ -238,8 +240,6 @@ def tiny_align_config(
         "attention_probs_dropout_prob": 0.0,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    if projection_dim % 8:
-        raise ValueError(f"projection_dim={projection_dim} must be a multiple of 8 (EfficientNet's channel rounding)")
     return transformers.AlignConfig(
         text_config=text_config,
         vision_config=vision_config,
